@@ -1,0 +1,327 @@
+// Package config loads, validates and persists bubbled's configuration.
+//
+// One YAML file holds everything: the mautrix bridgev2 sections (homeserver,
+// appservice, database, bridge, encryption, provisioning, ...) plus bubbled's
+// own network and log sections. [Load] layers, from lowest to highest
+// priority: mautrix's example config (with its example permissions and
+// double-puppet entries removed), bubbled's defaults (defaults.yaml), the
+// operator's file, and BUBBLED_* environment variables. It validates the
+// result once and reports every problem with its key, the bad value and
+// what to write instead. Secrets left as "generate" are replaced by random
+// values and written back into the file.
+//
+// Unknown keys, BUBBLED_* variables that match no key, and mautrix sections
+// bubbled ignores (logging, env_config_prefix) are warnings in
+// Config.Warnings, not errors, so that a config written for another version
+// still starts; a value of the wrong kind (a list where a section belongs)
+// is an error, because the merge would silently drop it.
+//
+// Typical use in main:
+//
+//	cfg, err := config.Load(path, config.LoadOptions{})
+//	if err != nil { fmt.Fprintf(os.Stderr, "invalid config %s:\n%v\n", path, err); os.Exit(11) }
+//	log, err := config.NewLogger(cfg.Log)
+//	for _, w := range cfg.Warnings { log.Warn("check config", zap.String("problem", w.String())) }
+//	zl := config.ZerologToZap(log, cfg.Log.ZerologLevel())
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+)
+
+// Names used when rendering mautrix's example config as the defaults layer.
+// The bridge's NetworkConnector.GetName should report the same values.
+const (
+	// NetworkID is the bridge's network ID: the appservice ID, the prefix of
+	// ghost localparts (sms_<number>) and of the bot (smsbot) by default.
+	NetworkID = "sms"
+	// DisplayName is the network's human-readable name.
+	DisplayName = "SMS"
+	// DefaultPort is the default appservice listening port.
+	DefaultPort = 29340
+	// DefaultCommandPrefix is the default prefix for bot commands.
+	DefaultCommandPrefix = "!sms"
+	// EnvPrefix is the prefix of environment variables that override config
+	// keys: BUBBLED_ + the key path in upper case with "__" between levels,
+	// e.g. BUBBLED_HOMESERVER__ADDRESS or BUBBLED_NETWORK__DEFAULT_REGION.
+	EnvPrefix = "BUBBLED"
+	// DefaultBaud is the serial speed used for a modem without a baud key.
+	DefaultBaud = 115200
+)
+
+// Config is the complete bubbled configuration returned by [Load].
+//
+// The embedded bridgeconfig.Config holds the mautrix sections and is what
+// matrix.NewConnector and bridgev2.NewBridge (via &cfg.Bridge) take. Its
+// Logging field is never filled: bubbled logs with zap per the Log section.
+// Its Network field (a yaml.Node) is shadowed by the typed Network field.
+// A Config is not safe for concurrent mutation; treat it as read-only after
+// Load.
+type Config struct {
+	bridgeconfig.Config
+
+	// Network is the SMS network section (key network).
+	Network Network
+	// Log is the logging section (key log).
+	Log Log
+	// Path is the absolute path of the file the config was loaded from.
+	Path string
+	// Warnings lists non-fatal findings for the operator: unknown keys,
+	// BUBBLED_* variables that match no key, no modems configured, and
+	// settings mautrix accepts but that are likely mistakes. Log them once
+	// the logger exists.
+	Warnings []Problem
+}
+
+// Network is bubbled's network section: the modems and SMS behaviour.
+type Network struct {
+	// DefaultRegion is the ISO 3166-1 alpha-2 region (e.g. "US", "GB")
+	// used for phone numbers written in national form. Default "US";
+	// normalised to upper case by Load.
+	DefaultRegion string `yaml:"default_region"`
+	// Modems lists the modems (one SIM each). Empty is allowed but yields
+	// a warning: the bridge then cannot send or receive SMS.
+	Modems []Modem `yaml:"modems"`
+	// SMS holds timeouts and limits shared by all modems.
+	SMS SMS `yaml:"sms"`
+}
+
+// Modem is one entry of network.modems.
+type Modem struct {
+	// ID names the modem in logs and login IDs. Required, unique, made of
+	// letters, digits, '-', '_' and '.'.
+	ID string `yaml:"id"`
+	// Device is the serial device (/dev/ttyUSB2, /dev/serial/by-id/...) or
+	// a raw TCP serial bridge written tcp://host:port.
+	Device string `yaml:"device"`
+	// Baud is the serial speed; default 115200 when the key is absent.
+	Baud int `yaml:"baud"`
+	// PIN is the SIM PIN (4-8 digits), or "" when the SIM has none.
+	PIN string `yaml:"pin"`
+	// OwnNumber is the SIM's phone number when the SIM does not report it
+	// (AT+CNUM). Load normalises it to E.164 (+12015550123).
+	OwnNumber string `yaml:"own_number"`
+}
+
+// SMS holds SMS limits and timeouts (key network.sms).
+type SMS struct {
+	// MaxParts caps the parts of one outgoing message (1..255, default 10).
+	MaxParts int `yaml:"max_parts"`
+	// CommandTimeout bounds one AT command (default 10s).
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// SendTimeout bounds sending one SMS part (default 120s).
+	SendTimeout time.Duration `yaml:"send_timeout"`
+	// StatusReports asks the network for delivery reports (default true).
+	StatusReports bool `yaml:"status_reports"`
+}
+
+// Log is bubbled's logging section (key log).
+type Log struct {
+	// Level is trace, debug, info, warn or error (default info). trace is
+	// zap's debug plus mautrix's trace events.
+	Level string `yaml:"level"`
+	// Format is console (human-readable) or json (default console).
+	Format string `yaml:"format"`
+}
+
+// LoadOptions adjusts [Load]. The zero value is the normal behaviour.
+type LoadOptions struct {
+	// ReadOnly forbids writing generated secrets back to the file. Secrets
+	// still set to "generate" then become validation problems; provide them
+	// through BUBBLED_* variables instead (e.g. a read-only mount in Docker).
+	ReadOnly bool
+}
+
+// Load reads the config file at path, merges it over the defaults, applies
+// BUBBLED_* environment overrides, decodes and validates it.
+//
+// Validation problems, including undecodable values from the file or the
+// environment, are returned together as a *ValidationError. When the config
+// is valid and secrets (appservice.as_token, appservice.hs_token,
+// encryption.pickle_key, provisioning.shared_secret, and the signing keys of
+// public_media and direct_media when those are enabled) are "generate",
+// empty or absent, Load replaces them with random values and writes them
+// into the file (comments kept, atomic replace, mode 0600), unless
+// opts.ReadOnly. Secrets set through the environment are never written.
+// A relative SQLite path in database.uri is resolved beside the file.
+func Load(path string, opts LoadOptions) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve config path %q: %w", path, err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w; create it from example-config.yaml", err)
+	}
+	var userDoc yaml.Node
+	if err := yaml.Unmarshal(data, &userDoc); err != nil {
+		return nil, fmt.Errorf("parse config file %s: %w; fix the YAML syntax at that line", abs, err)
+	}
+	// Decoding catches what parsing into a node does not, such as
+	// duplicate keys.
+	var scratch any
+	if err := userDoc.Decode(&scratch); err != nil {
+		return nil, fmt.Errorf("parse config file %s: %w; fix the file at that line", abs, err)
+	}
+	userRoot := documentRoot(&userDoc)
+
+	defs, err := loadDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var problems, warnings problemList
+	checkShape(defs.schema, userRoot, nil, &problems, &warnings)
+	if len(problems) > 0 {
+		// Values of the wrong kind are dropped by viper's merge; checking
+		// the rest would only report the defaults that show through.
+		return nil, &ValidationError{Path: abs, Problems: problems}
+	}
+
+	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelim))
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(defs.rendered)); err != nil {
+		return nil, fmt.Errorf("read built-in defaults: %w", err)
+	}
+	if err := v.MergeConfig(bytes.NewReader(defaultsYAML)); err != nil {
+		return nil, fmt.Errorf("read built-in defaults: %w", err)
+	}
+	// The file is merged from the bytes already read (same content as
+	// MergeInConfig would read) so that secrets are persisted against
+	// exactly the text that was validated.
+	if err := v.MergeConfig(bytes.NewReader(data)); err != nil {
+		return nil, &ValidationError{Path: abs, Problems: []Problem{{Key: "(file)", Reason: fmt.Sprintf("cannot be read as a config: %v", err),
+			Fix: "write the config as a YAML mapping of sections, as in example-config.yaml"}}}
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(keyDelim, "__"))
+	v.AutomaticEnv()
+
+	pending := planSecrets(v, opts.ReadOnly, &problems)
+
+	b := newTreeBuilder()
+	root := b.build(v.AllSettings())
+	b.overlayStructured(root, defs, userRoot, &problems)
+	// Sections bubbled ignores (checkShape warns about them).
+	for key := range ignoredKeys {
+		mapDelete(root, key)
+	}
+
+	cfg := &Config{Path: abs}
+	b.decodeBridge(root, &cfg.Config, &problems)
+	b.decodeNetwork(root, &cfg.Network, &problems)
+	b.decodeSection(root, "log", &cfg.Log, &problems)
+	cfg.Bridge.Backfill = cfg.Backfill
+	cfg.Database.URI = resolveSQLitePath(cfg.Database.Type, cfg.Database.URI, filepath.Dir(abs))
+
+	problems.merge(cfg.validate())
+	warnings.merge(cfg.warnings())
+	warnings.merge(unknownEnvWarnings(v, defs))
+	if len(problems) > 0 {
+		return nil, &ValidationError{Path: abs, Problems: problems}
+	}
+	cfg.normalise()
+	cfg.Warnings = warnings
+
+	if len(pending) > 0 {
+		if err := persistSecrets(abs, data, pending); err != nil {
+			return nil, fmt.Errorf("save generated secrets into %s: %w; make the file writable or set the secrets with BUBBLED_* variables", abs, err)
+		}
+	}
+	return cfg, nil
+}
+
+// ValidationError reports every problem found in a config at once. Its
+// Error text is one line per problem and does not repeat the file path.
+type ValidationError struct {
+	// Path is the config file that was loaded.
+	Path string
+	// Problems is never empty.
+	Problems []Problem
+}
+
+// Error renders one line per problem, e.g.
+// `homeserver.address: "" is not a URL; write the client-server URL of your homeserver, e.g. http://127.0.0.1:8008`.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Problem is one finding about one config key.
+type Problem struct {
+	// Key is the dotted key path, e.g. network.modems[0].own_number or
+	// bridge.permissions["example.com"].
+	Key string
+	// Value is the offending value as displayed to the operator: quoted
+	// strings, bare numbers; secrets and PINs are masked. Empty when the
+	// value does not matter (e.g. an unknown key).
+	Value string
+	// Reason says what is wrong, e.g. "is not a URL".
+	Reason string
+	// Fix says what to write instead.
+	Fix string
+	// Env names the environment variable the value came from, if any.
+	Env string
+}
+
+// String renders the problem on one line.
+func (p Problem) String() string {
+	var sb strings.Builder
+	sb.WriteString(p.Key)
+	sb.WriteString(":")
+	if p.Value != "" {
+		sb.WriteString(" ")
+		sb.WriteString(p.Value)
+	}
+	if p.Reason != "" {
+		sb.WriteString(" ")
+		sb.WriteString(p.Reason)
+	}
+	if p.Env != "" {
+		sb.WriteString(" (set by environment variable ")
+		sb.WriteString(p.Env)
+		sb.WriteString(")")
+	}
+	if p.Fix != "" {
+		sb.WriteString("; ")
+		sb.WriteString(p.Fix)
+	}
+	return sb.String()
+}
+
+// problemList collects problems, keeping only the first one per key so a
+// value that fails both decoding and a later check is reported once.
+type problemList []Problem
+
+func (l *problemList) add(p Problem) {
+	for _, q := range *l {
+		if q.Key == p.Key {
+			return
+		}
+	}
+	*l = append(*l, p)
+}
+
+func (l *problemList) merge(ps []Problem) {
+	for _, p := range ps {
+		l.add(p)
+	}
+}
+
+// IsValidationError reports whether err is or wraps a *ValidationError.
+func IsValidationError(err error) bool {
+	var ve *ValidationError
+	return errors.As(err, &ve)
+}

@@ -1,0 +1,458 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/nyaruka/phonenumbers"
+	"github.com/spf13/viper"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+)
+
+// Validate checks the loaded config and returns a *ValidationError listing
+// every problem, or nil. Load calls it; call it again only after changing
+// the Config in code.
+func (c *Config) Validate() error {
+	if ps := c.validate(); len(ps) > 0 {
+		return &ValidationError{Path: c.Path, Problems: ps}
+	}
+	return nil
+}
+
+// checker collects problems, attributing each to the environment variable
+// that set the value when there is one.
+type checker struct{ problems problemList }
+
+func (ch *checker) add(path []string, value, reason, fix string) {
+	ch.problems.add(Problem{Key: keyString(path), Value: value, Reason: reason, Fix: fix, Env: envFor(path)})
+}
+
+func q(s string) string { return strconv.Quote(truncate(s)) }
+
+const (
+	placeholderHSAddress = "http://example.localhost:8008"
+	placeholderDomain    = "example.com"
+	placeholderPGURI     = "postgres://user:password@host/database?sslmode=disable"
+)
+
+func (c *Config) validate() []Problem {
+	ch := &checker{}
+	c.validateHomeserver(ch)
+	c.validateAppservice(ch)
+	c.validateDatabase(ch)
+	c.validatePermissions(ch)
+	c.validateSecrets(ch)
+	c.validateLog(ch)
+	c.validateNetwork(ch)
+	return ch.problems
+}
+
+func (c *Config) validateHomeserver(ch *checker) {
+	hs := c.Homeserver
+	path := []string{"homeserver", "address"}
+	switch {
+	case hs.Address == placeholderHSAddress:
+		ch.add(path, q(hs.Address), "is the example value",
+			"write the client-server URL of your homeserver, e.g. http://127.0.0.1:8008")
+	case !isHTTPURL(hs.Address):
+		ch.add(path, q(hs.Address), "is not a URL",
+			"write the client-server URL of your homeserver, e.g. http://127.0.0.1:8008")
+	}
+	path = []string{"homeserver", "domain"}
+	switch {
+	case hs.Domain == placeholderDomain:
+		ch.add(path, q(hs.Domain), "is the example value",
+			"write your homeserver's server_name (the part after the colon in @you:server), e.g. localhost")
+	case !validServerName(hs.Domain):
+		ch.add(path, q(hs.Domain), "is not a server name",
+			"write your homeserver's server_name without scheme or path, e.g. localhost or matrix.example.org")
+	}
+	if !bridgeconfig.AllowedHomeserverSoftware[hs.Software] {
+		ch.add([]string{"homeserver", "software"}, q(string(hs.Software)), "is not a supported value",
+			"write standard (right for Synapse, Dendrite and Conduit)")
+	}
+}
+
+func (c *Config) validateAppservice(ch *checker) {
+	as := c.AppService
+	if !isHTTPURL(as.Address) {
+		ch.add([]string{"appservice", "address"}, q(as.Address), "is not a URL",
+			fmt.Sprintf("write the URL the homeserver uses to reach the bridge, e.g. http://127.0.0.1:%d", DefaultPort))
+	}
+	if strings.TrimSpace(as.Hostname) == "" {
+		ch.add([]string{"appservice", "hostname"}, q(as.Hostname), "is empty",
+			"write the address to listen on: 127.0.0.1 for a homeserver on the same machine, 0.0.0.0 in Docker")
+	}
+	if as.Port == 0 {
+		ch.add([]string{"appservice", "port"}, "0", "is not a port number",
+			fmt.Sprintf("write a port number from 1 to 65535, e.g. %d", DefaultPort))
+	}
+	if as.ID == "" || strings.ContainsAny(as.ID, " \t\r\n") {
+		ch.add([]string{"appservice", "id"}, q(as.ID), "is not a usable appservice ID",
+			fmt.Sprintf("write a short name without spaces, e.g. %s; it must match the id in the registration file", NetworkID))
+	}
+	if !validLocalpart(as.Bot.Username) {
+		ch.add([]string{"appservice", "bot", "username"}, q(as.Bot.Username), "is not a valid Matrix localpart",
+			fmt.Sprintf("write lower-case letters, digits and ._=-/+ only, e.g. %sbot", NetworkID))
+	}
+	path := []string{"appservice", "username_template"}
+	tmpl, err := template.New("username").Parse(as.UsernameTemplate)
+	if err != nil {
+		ch.add(path, q(as.UsernameTemplate), "is not a valid template ("+err.Error()+")",
+			fmt.Sprintf("write e.g. %s_{{.}}", NetworkID))
+	} else {
+		var sb strings.Builder
+		err = tmpl.Execute(&sb, "15551234567")
+		if err != nil || !strings.Contains(sb.String(), "15551234567") || !validLocalpart(sb.String()) {
+			ch.add(path, q(as.UsernameTemplate), "does not produce a valid localpart containing the user ID",
+				fmt.Sprintf("write a template with {{.}} and lower-case letters, digits and ._=-/+ only, e.g. %s_{{.}}", NetworkID))
+		}
+	}
+}
+
+func (c *Config) validateDatabase(ch *checker) {
+	db := c.Database
+	path := []string{"database", "type"}
+	switch db.Type {
+	case "sqlite3-fk-wal", "postgres":
+	case "sqlite3":
+		ch.add(path, q(db.Type), "is not supported by the bridge", "write sqlite3-fk-wal (the same SQLite driver with foreign keys and WAL enabled)")
+	default:
+		ch.add(path, q(db.Type), "is not a supported database type", "write sqlite3-fk-wal or postgres")
+	}
+	path = []string{"database", "uri"}
+	switch {
+	case db.URI == "":
+		ch.add(path, q(db.URI), "is empty", "write e.g. file:bubbled.db?_txlock=immediate for SQLite or postgres://user:pass@host/db for Postgres")
+	case db.URI == placeholderPGURI:
+		ch.add(path, q(db.URI), "is the example value", "write your Postgres connection string, or use type sqlite3-fk-wal with uri file:bubbled.db?_txlock=immediate")
+	case db.Type == "postgres" && !validPostgresURI(db.URI):
+		ch.add(path, "(hidden)", "is not a Postgres connection string", "write postgres://user:password@host/database?sslmode=disable or key=value pairs like host=/run/postgresql dbname=bubbled")
+	}
+	if db.MaxOpenConns < 0 {
+		ch.add([]string{"database", "max_open_conns"}, strconv.Itoa(db.MaxOpenConns), "is negative", "write a positive number, e.g. 5")
+	}
+}
+
+func (c *Config) validatePermissions(ch *checker) {
+	path := []string{"bridge", "permissions"}
+	perms := c.Bridge.Permissions
+	if len(perms) == 0 {
+		ch.add(path, "", "is empty", `add who may use the bridge, e.g. "localhost": user and "@you:localhost": admin`)
+		return
+	}
+	keys := make([]string, 0, len(perms))
+	for k := range perms {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	anyLogin := false
+	for _, k := range keys {
+		p := perms[k]
+		if p == nil {
+			continue
+		}
+		if p.Login {
+			anyLogin = true
+		}
+		switch {
+		case k == "*":
+		case strings.HasPrefix(k, "@"):
+			if i := strings.IndexByte(k, ':'); i < 2 || !validServerName(k[i+1:]) {
+				ch.add(append(path, k), "", "is not a Matrix user ID", "write a full user ID like @you:localhost")
+			}
+		case !validServerName(k):
+			ch.add(append(path, k), "", "is not *, a server name or a user ID", `write "*", a server name like localhost, or a user ID like @you:localhost`)
+		}
+	}
+	if !anyLogin {
+		ch.add(path, "", "gives nobody the user or admin level, so nobody can log in a modem",
+			`give yourself user or admin, e.g. "@you:localhost": admin`)
+	}
+}
+
+func (c *Config) validateSecrets(ch *checker) {
+	check := func(path []string, v string, fix string) {
+		if needsGeneration(v) {
+			ch.add(path, q(v), "was not generated", fix)
+		}
+	}
+	check([]string{"appservice", "as_token"}, c.AppService.ASToken, "set a long random value, or remove the variable so the bridge generates one in the file")
+	check([]string{"appservice", "hs_token"}, c.AppService.HSToken, "set a long random value, or remove the variable so the bridge generates one in the file")
+	check([]string{"encryption", "pickle_key"}, c.Encryption.PickleKey, "set a long random value, or remove the variable so the bridge generates one in the file")
+	if s := c.Provisioning.SharedSecret; s == "generate" {
+		check([]string{"provisioning", "shared_secret"}, s, "set a random value of at least 16 characters, disable, or remove the variable so the bridge generates one")
+	}
+}
+
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+func (c *Config) validateLog(ch *checker) {
+	if !slices.Contains(logLevels, strings.ToLower(c.Log.Level)) {
+		ch.add([]string{"log", "level"}, q(c.Log.Level), "is not a log level", "write one of "+strings.Join(logLevels, ", "))
+	}
+	if f := strings.ToLower(c.Log.Format); f != "console" && f != "json" {
+		ch.add([]string{"log", "format"}, q(c.Log.Format), "is not a log format", "write console or json")
+	}
+}
+
+var modemIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func (c *Config) validateNetwork(ch *checker) {
+	n := c.Network
+	region := strings.ToUpper(n.DefaultRegion)
+	regionOK := phonenumbers.GetSupportedRegions()[region]
+	if !regionOK {
+		ch.add([]string{"network", "default_region"}, q(n.DefaultRegion), "is not a region known to the phone number library",
+			"write a two-letter ISO 3166 country code such as US, GB or DE")
+	}
+	ids := map[string]int{}
+	devices := map[string]int{}
+	for i, m := range n.Modems {
+		base := []string{"network", "modems[" + strconv.Itoa(i) + "]"}
+		at := func(k string) []string { return append(append([]string(nil), base...), k) }
+		switch {
+		case m.ID == "":
+			ch.add(at("id"), q(m.ID), "is empty", fmt.Sprintf("give every modem a short unique name, e.g. modem%d", i+1))
+		case !modemIDPattern.MatchString(m.ID):
+			ch.add(at("id"), q(m.ID), "contains characters other than letters, digits, '.', '-' and '_'", "write a short name such as sim1")
+		default:
+			if j, dup := ids[m.ID]; dup {
+				ch.add(at("id"), q(m.ID), fmt.Sprintf("is also the id of network.modems[%d]", j), "give every modem a different id")
+			} else {
+				ids[m.ID] = i
+			}
+		}
+		if reason := checkDevice(m.Device); reason != "" {
+			ch.add(at("device"), q(m.Device), reason,
+				"write the serial device path, e.g. /dev/ttyUSB2 or /dev/serial/by-id/usb-..., or tcp://host:port for a network serial bridge")
+		} else if j, dup := devices[m.Device]; dup {
+			ch.add(at("device"), q(m.Device), fmt.Sprintf("is also the device of network.modems[%d]", j), "give every modem its own device")
+		} else {
+			devices[m.Device] = i
+		}
+		if m.Baud <= 0 {
+			ch.add(at("baud"), strconv.Itoa(m.Baud), "is not a serial speed", fmt.Sprintf("write e.g. %d, or remove the key for the default", DefaultBaud))
+		}
+		if m.PIN != "" && !validPIN(m.PIN) {
+			ch.add(at("pin"), fmt.Sprintf("(hidden, %d characters)", len([]rune(m.PIN))), "is not a SIM PIN",
+				`write the SIM's 4 to 8 digit PIN as a quoted string, e.g. "1234", or remove the key if the SIM has no PIN`)
+		}
+		if m.OwnNumber != "" {
+			num, err := phonenumbers.Parse(m.OwnNumber, region)
+			if err != nil || !phonenumbers.IsValidNumber(num) {
+				ch.add(at("own_number"), q(m.OwnNumber), "is not a valid phone number for region "+region,
+					"write the SIM's number in international form, e.g. +12015550123, or remove the key to ask the SIM")
+			}
+		}
+	}
+	s := n.SMS
+	if s.MaxParts < 1 || s.MaxParts > 255 {
+		ch.add([]string{"network", "sms", "max_parts"}, strconv.Itoa(s.MaxParts), "is out of range", "write a number from 1 to 255, e.g. 10")
+	}
+	if s.CommandTimeout <= 0 {
+		ch.add([]string{"network", "sms", "command_timeout"}, s.CommandTimeout.String(), "is not a positive duration", "write e.g. 10s")
+	}
+	if s.SendTimeout <= 0 {
+		ch.add([]string{"network", "sms", "send_timeout"}, s.SendTimeout.String(), "is not a positive duration", "write e.g. 120s")
+	}
+}
+
+// checkDevice returns why dev is not a usable modem device, or "".
+func checkDevice(dev string) string {
+	switch {
+	case dev == "":
+		return "is empty"
+	case strings.HasPrefix(dev, "tcp://"):
+		u, err := url.Parse(dev)
+		if err != nil || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			return "is not tcp://host:port"
+		}
+		port, err := strconv.Atoi(u.Port())
+		if err != nil || port < 1 || port > 65535 {
+			return "has no valid port number"
+		}
+		return ""
+	case strings.Contains(dev, "://"):
+		return "uses an unsupported scheme"
+	case !filepath.IsAbs(dev):
+		return "is not an absolute path"
+	}
+	return ""
+}
+
+func validPIN(pin string) bool {
+	if len(pin) < 4 || len(pin) > 8 {
+		return false
+	}
+	for _, r := range pin {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Hostname() != ""
+}
+
+var localpartPattern = regexp.MustCompile(`^[a-z0-9._=/+-]+$`)
+
+func validLocalpart(s string) bool { return localpartPattern.MatchString(s) }
+
+var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+
+// validServerName checks a Matrix server name: hostname, IPv4 or [IPv6],
+// with an optional port.
+func validServerName(s string) bool {
+	if s == "" {
+		return false
+	}
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return false
+		}
+		if net.ParseIP(s[1:end]) == nil {
+			return false
+		}
+		rest := s[end+1:]
+		if rest == "" {
+			return true
+		}
+		if !strings.HasPrefix(rest, ":") {
+			return false
+		}
+		port = rest[1:]
+		host = ""
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+		if port == "" {
+			return false
+		}
+	}
+	if port != "" {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return false
+		}
+	}
+	if host == "" {
+		return port != ""
+	}
+	return hostnamePattern.MatchString(host)
+}
+
+func validPostgresURI(s string) bool {
+	if u, err := url.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return true
+	}
+	return strings.Contains(s, "=") && !strings.Contains(s, "://")
+}
+
+// warnings lists non-fatal findings about a valid config.
+func (c *Config) warnings() []Problem {
+	var ws []Problem
+	if len(c.Network.Modems) == 0 {
+		ws = append(ws, Problem{Key: "network.modems", Reason: "is empty, so no SMS can be sent or received",
+			Fix: "add an entry with id: and device: for each modem"})
+	}
+	if c.Database.Type == "sqlite3-fk-wal" && !strings.Contains(c.Database.URI, "_txlock=immediate") {
+		ws = append(ws, Problem{Key: "database.uri", Reason: "lacks _txlock=immediate, which can cause 'database is locked' errors",
+			Fix: "append ?_txlock=immediate (or &_txlock=immediate) to the URI"})
+	}
+	if s := c.Provisioning.SharedSecret; s != "disable" && len(s) < 16 {
+		ws = append(ws, Problem{Key: "provisioning.shared_secret", Value: "(hidden)", Reason: "is shorter than 16 characters, so the provisioning API is disabled",
+			Fix: "write generate for a random secret, or disable"})
+	}
+	for _, k := range []string{"example.com", "@admin:example.com"} {
+		if _, ok := c.Bridge.Permissions[k]; ok {
+			ws = append(ws, Problem{Key: keyString([]string{"bridge", "permissions", k}), Reason: "is an entry from the example config",
+				Fix: "replace it with your own server name or user ID"})
+		}
+	}
+	if c.Encryption.Require && !c.Encryption.Allow {
+		ws = append(ws, Problem{Key: "encryption.require", Value: "true", Reason: "has no effect while encryption.allow is false",
+			Fix: "set encryption.allow: true"})
+	}
+	return ws
+}
+
+// normalise rewrites validated values into canonical forms.
+func (c *Config) normalise() {
+	c.Network.DefaultRegion = strings.ToUpper(c.Network.DefaultRegion)
+	c.Log.Level = strings.ToLower(c.Log.Level)
+	c.Log.Format = strings.ToLower(c.Log.Format)
+	for i := range c.Network.Modems {
+		m := &c.Network.Modems[i]
+		if m.OwnNumber == "" {
+			continue
+		}
+		if num, err := phonenumbers.Parse(m.OwnNumber, c.Network.DefaultRegion); err == nil {
+			m.OwnNumber = phonenumbers.Format(num, phonenumbers.E164)
+		}
+	}
+}
+
+// unknownEnvWarnings warns about BUBBLED_* variables that match no key.
+func unknownEnvWarnings(v *viper.Viper, defs *defaults) []Problem {
+	known := map[string]bool{}
+	for _, k := range v.AllKeys() {
+		known[envName(strings.Split(k, keyDelim))] = true
+	}
+	for _, k := range append(append(append([]string(nil), freeFormMaps...), openMaps...), defs.seqKeys...) {
+		known[envName(strings.Split(k, "."))] = true
+	}
+	var ws []Problem
+	var names []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[strings.ToUpper(name)] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ws = append(ws, Problem{Key: name, Reason: "is set but matches no config key and is ignored",
+			Fix: "name variables BUBBLED_ + the key path in upper case with __ between levels, e.g. BUBBLED_HOMESERVER__ADDRESS"})
+	}
+	return ws
+}
+
+// resolveSQLitePath makes a relative SQLite file path in uri absolute,
+// relative to dir (the config file's directory).
+func resolveSQLitePath(dbType, uri, dir string) string {
+	if !strings.HasPrefix(dbType, "sqlite") && dbType != "litestream" {
+		return uri
+	}
+	file, hasPrefix := strings.CutPrefix(uri, "file:")
+	p, query, hasQuery := strings.Cut(file, "?")
+	if p == "" || strings.HasPrefix(p, "/") || strings.HasPrefix(p, ":memory:") || (hasPrefix && strings.HasPrefix(p, "//")) {
+		return uri
+	}
+	abs := filepath.Join(dir, p)
+	if hasPrefix {
+		// SQLite decodes %HH in file: URIs.
+		abs = strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(abs)
+	}
+	out := abs
+	if hasPrefix {
+		out = "file:" + abs
+	}
+	if hasQuery {
+		out += "?" + query
+	}
+	return out
+}
