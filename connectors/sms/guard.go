@@ -1,0 +1,288 @@
+package sms
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// maxLine bounds a line without a newline; longer garbage is dropped before
+// it reaches the at package, whose bufio.Scanner would otherwise stop at
+// 64 KiB and make the whole AT engine report the port as closed.
+const maxLine = 4096
+
+// guard sits between the port and at.AT. It fixes upstream bug 4 (after a
+// command timeout the late reply is consumed by the next command) from our
+// side: the command wrapper tells it which command was abandoned, and the
+// guard then drops every non-URC line up to and including the next final
+// result code, so the late answer is never credited to a later command.
+// Unsolicited result codes (+CMTI, +CMT with its PDU line, +CDS, RING, ...)
+// always pass.
+//
+// The guard also queues the indications at reports (+CMTI, +CMT + PDU,
+// +CDSI, +CDS + PDU) in the order they were read: at runs each indication
+// handler in its own goroutine (upstream bug 8), so the handlers only say
+// "something arrived" and the Line's run loop pops the lines from here, in
+// wire order.
+//
+// Write is called by at's command goroutine; Read by at's line reader
+// goroutine; the other methods by the command wrapper. mu guards the shared
+// counters; buf and out belong to the reading goroutine.
+type guard struct {
+	port io.ReadWriter
+	log  *zap.Logger
+
+	mu sync.Mutex
+	// written counts command lines ("AT...") written to the modem.
+	written uint64
+	// bodyFor is the value of written when the last SMS body (ending in
+	// Ctrl-Z) was written: equal to a +CMGS command's seq means its PDU
+	// reached the modem.
+	bodyFor uint64
+	// lastFinal is the value of written when the last final result code
+	// passed to the at package.
+	lastFinal uint64
+	// pending counts final result codes still owed by abandoned commands.
+	pending int
+	// drained is closed when pending drops to zero.
+	drained chan struct{}
+	// urcs are complete indications in wire order, popped by nextURC.
+	urcs [][]string
+
+	// Reader state, owned by the goroutine calling Read.
+	rbuf    []byte
+	buf     []byte
+	out     []byte
+	trailer bool   // the next line is the PDU of a +CMT/+CDS and must pass
+	head    string // the +CMT/+CDS line waiting for its PDU line
+	skip    bool   // dropping the rest of an overlong line
+}
+
+func newGuard(port io.ReadWriter, log *zap.Logger) *guard {
+	d := make(chan struct{})
+	close(d)
+	return &guard{port: port, log: log, drained: d, rbuf: make([]byte, 1024)}
+}
+
+// Write implements io.Writer, counting command lines and SMS bodies.
+func (g *guard) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	switch {
+	case len(p) >= 2 && (p[0] == 'A' || p[0] == 'a') && (p[1] == 'T' || p[1] == 't'):
+		g.written++
+	case len(p) > 0 && p[len(p)-1] == 0x1a:
+		g.bodyFor = g.written
+	}
+	g.mu.Unlock()
+	return g.port.Write(p)
+}
+
+// Read implements io.Reader. It never returns (0, nil): when every line read
+// was dropped it reads again, so at's scanner never sees "no progress".
+func (g *guard) Read(p []byte) (int, error) {
+	for len(g.out) == 0 {
+		n, err := g.port.Read(g.rbuf)
+		if n > 0 {
+			g.buf = append(g.buf, g.rbuf[:n]...)
+			g.process()
+		}
+		if err != nil {
+			if len(g.out) > 0 {
+				break
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, g.out)
+	g.out = g.out[n:]
+	if len(g.out) == 0 {
+		g.out = nil
+	}
+	return n, nil
+}
+
+// process moves complete lines from buf to out (or drops them).
+func (g *guard) process() {
+	for {
+		i := bytes.IndexByte(g.buf, '\n')
+		if i < 0 {
+			break
+		}
+		raw := g.buf[:i+1]
+		g.buf = g.buf[i+1:]
+		if g.skip {
+			g.skip = false
+			continue
+		}
+		if g.keep(strings.TrimSpace(string(raw))) {
+			g.out = append(g.out, raw...)
+		}
+	}
+	switch {
+	case len(g.buf) > 0 && g.buf[0] == '>' && !g.skip:
+		// The "> " prompt of +CMGS comes without a line end.
+		if g.keep(">") {
+			g.out = append(g.out, g.buf...)
+		}
+		g.buf = nil
+	case len(g.buf) > maxLine:
+		if !g.skip {
+			g.log.Debug("dropped overlong line from modem", zap.Int("bytes", len(g.buf)))
+		}
+		g.skip = true
+		g.buf = nil
+	}
+	if len(g.buf) == 0 {
+		g.buf = nil
+	}
+}
+
+// keep classifies one line and reports whether at should see it.
+func (g *guard) keep(line string) bool {
+	if g.trailer {
+		// Like at's indication loop, take the very next line.
+		g.trailer = false
+		g.queueURC(g.head, line)
+		return true
+	}
+	if line == "" {
+		return true
+	}
+	if urc := urcPrefix(line); urc != "" {
+		switch urc {
+		case "+CMT:", "+CDS:":
+			g.trailer, g.head = true, line
+		case "+CMTI:", "+CDSI:":
+			g.queueURC(line)
+		}
+		return true
+	}
+	final := isFinal(line)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == 0 {
+		if final {
+			g.lastFinal = g.written
+		}
+		return true
+	}
+	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", redactLine(line)))
+	if final {
+		g.pending--
+		if g.pending == 0 {
+			close(g.drained)
+		}
+	}
+	return false
+}
+
+func (g *guard) queueURC(lines ...string) {
+	g.mu.Lock()
+	g.urcs = append(g.urcs, lines)
+	g.mu.Unlock()
+}
+
+// nextURC pops the oldest queued indication, or nil.
+func (g *guard) nextURC() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.urcs) == 0 {
+		return nil
+	}
+	u := g.urcs[0]
+	g.urcs = g.urcs[1:]
+	if len(g.urcs) == 0 {
+		g.urcs = nil
+	}
+	return u
+}
+
+// seq returns the number of command lines written so far; the next command
+// written gets seq()+1.
+func (g *guard) seq() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.written
+}
+
+// bodySent reports whether the SMS body of command seq was written.
+func (g *guard) bodySent(seq uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bodyFor == seq
+}
+
+// abandon records that command seq timed out: its final result code, when
+// it comes, must be dropped. If a final already passed while seq was the
+// latest command, the reply raced the timeout and at already discarded it,
+// so nothing is owed.
+func (g *guard) abandon(seq uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.lastFinal >= seq {
+		return
+	}
+	if g.pending == 0 {
+		g.drained = make(chan struct{})
+	}
+	g.pending++
+}
+
+// owed returns the number of finals still owed and a channel closed when
+// none are.
+func (g *guard) owed() (int, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.pending, g.drained
+}
+
+// forgive gives up on the owed finals: the modem dropped those commands.
+func (g *guard) forgive() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending > 0 {
+		g.pending = 0
+		close(g.drained)
+	}
+}
+
+// urcPrefixes are unsolicited result codes that may arrive at any time and
+// must never be swallowed or mistaken for command output.
+var urcPrefixes = []string{
+	"+CMTI:", "+CMT:", "+CDSI:", "+CDS:", "+CBM:", "+CBMI:",
+	"RING", "+CRING:", "+CLIP:", "+CUSD:", "+CIEV:",
+	"+CREG:", "+CGREG:", "+CEREG:", "+CPIN:",
+	"^", // Huawei ^RSSI, ^BOOT, ^MODE, ...
+	"+QIND:", "SMS Ready", "Call Ready", "+PBREADY",
+}
+
+// urcPrefix returns the URC prefix line starts with, or "".
+func urcPrefix(line string) string {
+	for _, p := range urcPrefixes {
+		if strings.HasPrefix(line, p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// isFinal reports whether line is a final result code of a command.
+func isFinal(line string) bool {
+	return line == "OK" || line == "ERROR" ||
+		strings.HasPrefix(line, "+CMS ERROR:") || strings.HasPrefix(line, "+CME ERROR:")
+}
+
+// redactLine hides a PIN or PUK in an echoed or logged command line.
+func redactLine(line string) string {
+	u := strings.ToUpper(line)
+	if i := strings.Index(u, "+CPIN="); i >= 0 {
+		return line[:i] + "+CPIN=<redacted>"
+	}
+	if i := strings.Index(u, "+CPIN2="); i >= 0 {
+		return line[:i] + "+CPIN2=<redacted>"
+	}
+	return line
+}

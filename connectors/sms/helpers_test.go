@@ -1,0 +1,285 @@
+package sms
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"go.mau.fi/util/dbutil"
+	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+)
+
+// testDB opens a fresh SQLite database with the SMS tables.
+func testDB(t testing.TB) *dbutil.Database {
+	t.Helper()
+	return openDB(t, filepath.Join(t.TempDir(), "bubbled.db"))
+}
+
+func openDB(t testing.TB, path string) *dbutil.Database {
+	t.Helper()
+	db, err := dbutil.NewWithDialect("file:"+path+"?_txlock=immediate", "sqlite3-fk-wal")
+	if err != nil {
+		t.Fatalf("open database: %v", err)
+	}
+	// One connection surfaces any query that escapes its transaction as a
+	// deadlock instead of a flaky success.
+	db.RawDB.SetMaxOpenConns(1)
+	t.Cleanup(func() { _ = db.Close() })
+	if err := Upgrade(context.Background(), db); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	return db
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testLog(t testing.TB) *zap.Logger {
+	if testing.Verbose() {
+		return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
+	}
+	return zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+}
+
+// recorder is a fake Handler: it records delivered messages and can fail a
+// number of times first.
+type recorder struct {
+	mu    sync.Mutex
+	msgs  []*Message
+	calls int
+	fail  int // fail this many calls first
+	ch    chan *Message
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan *Message, 100)} }
+
+func (r *recorder) handle(_ context.Context, m *Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("bridge not ready")
+	}
+	r.msgs = append(r.msgs, m)
+	r.ch <- m
+	return nil
+}
+
+func (r *recorder) delivered() []*Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Message(nil), r.msgs...)
+}
+
+func (r *recorder) wait(t testing.TB, ctx context.Context) *Message {
+	t.Helper()
+	select {
+	case m := <-r.ch:
+		return m
+	case <-ctx.Done():
+		t.Fatalf("no message delivered: %v", ctx.Err())
+		return nil
+	}
+}
+
+// expectNone checks that nothing more is delivered within d.
+func (r *recorder) expectNone(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-r.ch:
+		t.Fatalf("unexpected delivery: %+v", m)
+	case <-time.After(d):
+	}
+}
+
+// simLine starts a simulator and a Line on it (opened, not receiving).
+type simLine struct {
+	sim  *modemsim.Sim
+	line *Line
+	rec  *recorder
+	db   *dbutil.Database
+	cfg  Config
+}
+
+func startSim(t testing.TB, opts modemsim.Options) *modemsim.Sim {
+	t.Helper()
+	sim, err := modemsim.Start(opts)
+	if err != nil {
+		t.Fatalf("start modem simulator: %v", err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	return sim
+}
+
+func newSimLine(t testing.TB, opts modemsim.Options, cfg Config) *simLine {
+	t.Helper()
+	sim := startSim(t, opts)
+	if cfg.ID == "" {
+		cfg.ID = "line1"
+	}
+	if cfg.Device == "" {
+		cfg.Device = sim.Path()
+	}
+	if cfg.CommandTimeout == 0 {
+		cfg.CommandTimeout = 2 * time.Second
+	}
+	if cfg.SendTimeout == 0 {
+		cfg.SendTimeout = 5 * time.Second
+	}
+	s := &simLine{sim: sim, db: testDB(t), cfg: cfg}
+	s.line, s.rec = openLine(t, s.db, cfg, 0)
+	return s
+}
+
+// openLine opens a Line on db with a fresh recorder failing fail times.
+func openLine(t testing.TB, db *dbutil.Database, cfg Config, fail int) (*Line, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	rec.fail = fail
+	l := NewLine(cfg, db, testLog(t), rec.handle)
+	l.retryBase = 10 * time.Millisecond
+	l.retryMax = 50 * time.Millisecond
+	if err := l.Open(testCtx(t)); err != nil {
+		t.Fatalf("open line: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l, rec
+}
+
+// eventually polls cond until it holds or the test times out.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// peer is a scripted fake modem on a pty: for each command line the
+// script returns the raw bytes to answer. Commands ending in an SMS body
+// (+CMGS) get a "> " prompt and the script sees "AT+CMGS=n|<body>".
+type peer struct {
+	t      testing.TB
+	master *os.File
+	tty    *os.File
+	script func(cmd string) string
+
+	mu   sync.Mutex
+	cmds []string
+	done chan struct{}
+}
+
+func startPeer(t testing.TB, script func(cmd string) string) *peer {
+	t.Helper()
+	master, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	p := &peer{t: t, master: master, tty: tty, script: script, done: make(chan struct{})}
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *peer) path() string { return p.tty.Name() }
+
+func (p *peer) close() {
+	_ = p.master.Close()
+	_ = p.tty.Close()
+	<-p.done
+}
+
+// write injects raw bytes (URCs, garbage) from the modem side.
+func (p *peer) write(s string) {
+	_, _ = p.master.Write([]byte(s))
+}
+
+func (p *peer) commands() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.cmds...)
+}
+
+func (p *peer) serve() {
+	defer close(p.done)
+	buf := make([]byte, 1024)
+	var acc []byte
+	var smsCmd string
+	for {
+		n, err := p.master.Read(buf)
+		if err != nil {
+			return
+		}
+		acc = append(acc, buf[:n]...)
+		for {
+			if smsCmd != "" {
+				i := bytes.IndexAny(acc, "\x1a\x1b")
+				if i < 0 {
+					break
+				}
+				body, term := string(acc[:i]), acc[i]
+				acc = acc[i+1:]
+				cmd := smsCmd
+				smsCmd = ""
+				if term == 0x1b {
+					p.write("\r\nOK\r\n")
+					continue
+				}
+				p.record(cmd + "|" + body)
+				p.write(p.script(cmd + "|" + body))
+				continue
+			}
+			i := bytes.IndexByte(acc, '\r')
+			if i < 0 {
+				break
+			}
+			line := strings.TrimSpace(string(acc[:i]))
+			acc = acc[i+1:]
+			line = strings.TrimLeft(line, "\x1b\n ")
+			if line == "" {
+				continue
+			}
+			if strings.HasPrefix(strings.ToUpper(line), "AT+CMGS=") {
+				smsCmd = line
+				p.write("\r\n> ")
+				continue
+			}
+			p.record(line)
+			p.write(p.script(line))
+		}
+	}
+}
+
+func (p *peer) record(cmd string) {
+	p.mu.Lock()
+	p.cmds = append(p.cmds, cmd)
+	p.mu.Unlock()
+}
+
+// okScript answers OK to everything, with extra answers per command.
+func okScript(answers map[string]string) func(string) string {
+	return func(cmd string) string {
+		if a, ok := answers[cmd]; ok {
+			return a
+		}
+		return "\r\nOK\r\n"
+	}
+}

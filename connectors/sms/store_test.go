@@ -1,0 +1,222 @@
+package sms
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/lib/pq" // Postgres driver for BUBBLED_TEST_POSTGRES
+	"go.mau.fi/util/dbutil"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/connectors/sms/pdu"
+)
+
+// storeDBs returns the databases the store tests run on: SQLite always,
+// Postgres when BUBBLED_TEST_POSTGRES holds a DSN (tables are dropped first).
+func storeDBs(t *testing.T) map[string]*dbutil.Database {
+	t.Helper()
+	dbs := map[string]*dbutil.Database{"sqlite": testDB(t)}
+	dsn := os.Getenv("BUBBLED_TEST_POSTGRES")
+	if dsn == "" {
+		return dbs
+	}
+	db, err := dbutil.NewWithDialect(dsn, "postgres")
+	if err != nil {
+		t.Fatalf("open Postgres: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	for _, tbl := range []string{"counter", "part", "part_seen", "inbox", "bad_pdu", "version"} {
+		if _, err := db.Exec(ctx, "DROP TABLE IF EXISTS bubbled_sms_"+tbl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Upgrade(ctx, db); err != nil {
+		t.Fatalf("upgrade Postgres: %v", err)
+	}
+	dbs["postgres"] = db
+	return dbs
+}
+
+// deliverPDUs returns the SMS-DELIVER PDUs the simulated network makes for
+// a message, in part order.
+func deliverPDUs(t *testing.T, from, text string) []string {
+	t.Helper()
+	sim := startSim(t, modemsim.Options{})
+	if err := sim.StoreOnly(from, text); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range sim.Messages() {
+		out = append(out, m.PDU)
+	}
+	return out
+}
+
+func decode(t *testing.T, h string) *pdu.Message {
+	t.Helper()
+	m, err := pdu.Decode(h, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestUpgradeIdempotent(t *testing.T) {
+	for name, db := range storeDBs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			if err := Upgrade(ctx, db); err != nil {
+				t.Fatalf("second Upgrade: %v", err)
+			}
+			var v int
+			if err := db.QueryRow(ctx, "SELECT version FROM bubbled_sms_version").Scan(&v); err != nil || v != len(upgradeTable) {
+				t.Errorf("version = %d, %v", v, err)
+			}
+		})
+	}
+}
+
+func TestStore(t *testing.T) {
+	long := deliverPDUs(t, alice, longUCS2)
+	if len(long) != 3 {
+		t.Fatalf("%d parts", len(long))
+	}
+	single := deliverPDUs(t, bob, "single")[0]
+	other := deliverPDUs(t, alice, longGSM) // a different message, maybe the same ref
+
+	for name, db := range storeDBs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			now := time.Unix(1_700_000_000, 0)
+			s := &store{db: db, line: "l1", now: func() time.Time { return now }}
+
+			t.Run("parts in any order, duplicates", func(t *testing.T) {
+				var id string
+				for i, h := range []string{long[2], long[0], long[2], long[1]} {
+					res, err := s.saveDeliver(ctx, decode(t, h), h)
+					if err != nil {
+						t.Fatalf("part %d: %v", i, err)
+					}
+					if i < 3 && res.id != "" {
+						t.Fatalf("complete after %d parts", i+1)
+					}
+					if i == 2 && !res.duplicate {
+						t.Error("repeated part not recognised")
+					}
+					id = res.id
+				}
+				if id == "" {
+					t.Fatal("not complete after 3 parts")
+				}
+				msgs, err := s.undelivered(ctx)
+				if err != nil || len(msgs) != 1 || msgs[0].Text != longUCS2 || msgs[0].Parts != 3 || msgs[0].ID != id {
+					t.Fatalf("undelivered = %+v, %v", msgs, err)
+				}
+				// A part read again after the join is recognised.
+				res, err := s.saveDeliver(ctx, decode(t, long[1]), long[1])
+				if err != nil || !res.duplicate || res.id != id {
+					t.Errorf("re-read part: %+v, %v", res, err)
+				}
+				var n int
+				if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM bubbled_sms_part").Scan(&n); err != nil || n != 0 {
+					t.Errorf("parts left: %d, %v", n, err)
+				}
+			})
+			t.Run("single, stable ID", func(t *testing.T) {
+				a, err := s.saveDeliver(ctx, decode(t, single), single)
+				if err != nil || a.duplicate || a.id == "" {
+					t.Fatalf("first: %+v, %v", a, err)
+				}
+				b, err := s.saveDeliver(ctx, decode(t, single), strings.ToLower(single))
+				if err != nil || !b.duplicate || b.id != a.id {
+					t.Fatalf("second: %+v, %v (first %s)", b, err, a.id)
+				}
+				other := &store{db: db, line: "l2", now: s.now}
+				c, err := other.saveDeliver(ctx, decode(t, single), single)
+				if err != nil || c.duplicate || c.id == a.id {
+					t.Errorf("other line: %+v, %v", c, err)
+				}
+			})
+			t.Run("delivered in order", func(t *testing.T) {
+				msgs, err := s.undelivered(ctx)
+				if err != nil || len(msgs) != 2 || msgs[0].Text != longUCS2 || msgs[1].Text != "single" {
+					t.Fatalf("undelivered = %+v, %v", msgs, err)
+				}
+				if err := s.markDelivered(ctx, msgs[0].ID); err != nil {
+					t.Fatal(err)
+				}
+				msgs, _ = s.undelivered(ctx)
+				if len(msgs) != 1 || msgs[0].Text != "single" {
+					t.Errorf("after mark: %+v", msgs)
+				}
+				if err := s.markDelivered(ctx, msgs[0].ID); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("collision", func(t *testing.T) {
+				m0 := decode(t, other[0])
+				if _, err := s.saveDeliver(ctx, m0, other[0]); err != nil {
+					t.Fatal(err)
+				}
+				// Another PDU claiming the same slot.
+				forged := decode(t, other[1])
+				c := *m0.Concat
+				forged.Concat = &c
+				_, err := s.saveDeliver(ctx, forged, other[1])
+				if !errors.Is(err, errConcatCollision) {
+					t.Errorf("err = %v, want errConcatCollision", err)
+				}
+			})
+			t.Run("stale group flushed with gaps", func(t *testing.T) {
+				now = now.Add(25 * time.Hour)
+				ids, err := s.flushStale(ctx, now.Add(-24*time.Hour))
+				if err != nil || len(ids) != 1 {
+					t.Fatalf("flushStale = %v, %v", ids, err)
+				}
+				msgs, err := s.undelivered(ctx)
+				if err != nil || len(msgs) != 1 {
+					t.Fatalf("undelivered = %+v, %v", msgs, err)
+				}
+				if !strings.HasSuffix(msgs[0].Text, missingMark) || msgs[0].Parts != 1 {
+					t.Errorf("partial message = %+v", msgs[0])
+				}
+			})
+			t.Run("concat counter", func(t *testing.T) {
+				a, err := s.nextRef(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := s.nextRef(ctx)
+				c, _ := (&store{db: db, line: "l1", now: s.now}).nextRef(ctx)
+				if b != a+1 || c != b+1 {
+					t.Errorf("refs %d %d %d", a, b, c)
+				}
+			})
+			t.Run("bad PDU", func(t *testing.T) {
+				for range 2 {
+					if err := s.saveBad(ctx, "cmgr", 3, "0011", "decode: short"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var n int
+				if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM bubbled_sms_bad_pdu WHERE line_id='l1'").Scan(&n); err != nil || n != 1 {
+					t.Errorf("bad rows = %d, %v; want the PDU stored once", n, err)
+				}
+			})
+			t.Run("prune", func(t *testing.T) {
+				if err := s.prune(ctx, now.Add(time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+				var n int
+				if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM bubbled_sms_inbox WHERE line_id='l1' AND delivered=$1", true).Scan(&n); err != nil || n != 0 {
+					t.Errorf("delivered rows left = %d, %v", n, err)
+				}
+			})
+		})
+	}
+}
