@@ -1,0 +1,41 @@
+package bridge
+
+import (
+	"context"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/event"
+)
+
+// gsm7PartChars is the text of one part of a concatenated GSM 7-bit SMS.
+const gsm7PartChars = 153
+
+// smsFeatures describes what an SMS conversation can carry: plain text only,
+// up to maxParts concatenated parts. Edits, reactions, deletes, replies and
+// files are rejected so the client can tell the person before sending.
+func smsFeatures(maxParts int) *event.RoomFeatures {
+	return &event.RoomFeatures{
+		ID:            "com.github.bubbled.capabilities.2026_11_25.sms",
+		MaxTextLength: maxParts * gsm7PartChars,
+		Formatting: event.FormattingFeatureMap{
+			event.FmtBold:          event.CapLevelDropped,
+			event.FmtItalic:        event.CapLevelDropped,
+			event.FmtStrikethrough: event.CapLevelDropped,
+			event.FmtInlineCode:    event.CapLevelDropped,
+			event.FmtCodeBlock:     event.CapLevelDropped,
+			event.FmtInlineLink:    event.CapLevelPartialSupport,
+		},
+		File:     event.FileFeatureMap{},
+		Reply:    event.CapLevelDropped,
+		Thread:   event.CapLevelDropped,
+		Edit:     event.CapLevelRejected,
+		Delete:   event.CapLevelRejected,
+		Reaction: event.CapLevelRejected,
+	}
+}
+
+// GetCapabilities returns the room features of a portal (all portals are SMS
+// conversations for now).
+func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	return smsFeatures(cl.conn.cfg.SMS.MaxParts)
+}

@@ -1,0 +1,182 @@
+// Package bridge is bubbled's one bridgev2 network connector: every phone line
+// (a modem with its SIM) is a login, every contact number a ghost and a DM
+// portal. It translates between bridgev2 and the transports in connectors/;
+// it is the only package that imports bridgev2.
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.mau.fi/util/configupgrade"
+	"go.uber.org/zap"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/sms"
+)
+
+// Version is bubbled's version, set by main at link time.
+var Version = "dev"
+
+// Connector is the bridgev2 NetworkConnector of bubbled. Create it with New;
+// bridgev2 calls Init, Start and Stop. It is safe for concurrent use.
+type Connector struct {
+	br  *bridgev2.Bridge
+	cfg config.Network
+	log *zap.Logger
+
+	// mu guards lines: which configured modem (or device) is in use by which login.
+	mu    sync.Mutex
+	inUse map[string]networkid.UserLoginID
+}
+
+var (
+	_ bridgev2.NetworkConnector            = (*Connector)(nil)
+	_ bridgev2.StoppableNetwork            = (*Connector)(nil)
+	_ bridgev2.IdentifierValidatingNetwork = (*Connector)(nil)
+)
+
+// New makes the connector for the network section of the config. It does no I/O.
+func New(cfg config.Network, log *zap.Logger) *Connector {
+	return &Connector{cfg: cfg, log: log, inUse: map[string]networkid.UserLoginID{}}
+}
+
+// Init is called by bridgev2 once the bridge exists.
+func (c *Connector) Init(br *bridgev2.Bridge) {
+	c.br = br
+}
+
+// Start creates bubbled's own tables beside bridgev2's.
+func (c *Connector) Start(ctx context.Context) error {
+	if err := sms.Upgrade(ctx, c.br.DB.Database); err != nil {
+		return fmt.Errorf("upgrade SMS tables: %w", err)
+	}
+	return nil
+}
+
+// Stop is called by bridgev2 on shutdown, after the logins are disconnected.
+func (c *Connector) Stop() {}
+
+// GetName describes the network to bridgev2.
+func (c *Connector) GetName() bridgev2.BridgeName {
+	return bridgev2.BridgeName{
+		DisplayName:          config.DisplayName,
+		NetworkURL:           "https://github.com/bubbled/bubbled",
+		NetworkID:            config.NetworkID,
+		BeeperBridgeType:     "github.com/bubbled/bubbled",
+		DefaultPort:          config.DefaultPort,
+		DefaultCommandPrefix: config.DefaultCommandPrefix,
+	}
+}
+
+// GetDBMetaTypes tells bridgev2 how to store our per-row metadata.
+func (c *Connector) GetDBMetaTypes() database.MetaTypes {
+	return database.MetaTypes{
+		Portal:    func() any { return &PortalMetadata{} },
+		Ghost:     nil,
+		Message:   func() any { return &MessageMetadata{} },
+		Reaction:  nil,
+		UserLogin: func() any { return &LoginMetadata{} },
+	}
+}
+
+// generalCaps are bubbled's network-wide capabilities.
+var generalCaps = &bridgev2.NetworkGeneralCapabilities{
+	Provisioning: bridgev2.ProvisioningCapabilities{
+		ResolveIdentifier: bridgev2.ResolveIdentifierCapabilities{
+			CreateDM:       true,
+			LookupPhone:    true,
+			AnyPhone:       true,
+			ContactList:    false,
+			LookupUsername: false,
+			LookupEmail:    false,
+			Search:         false,
+		},
+	},
+}
+
+// GetCapabilities returns the network-wide capabilities.
+func (c *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities { return generalCaps }
+
+// GetConfig returns nothing: bubbled loads its config itself (config.Load).
+func (c *Connector) GetConfig() (string, any, configupgrade.Upgrader) { return "", nil, nil }
+
+// GetBridgeInfoVersion is bumped when m.bridge or room features change.
+func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) { return 1, 1 }
+
+// ValidateUserID accepts only ghost IDs made by ids.go.
+func (c *Connector) ValidateUserID(id networkid.UserID) bool { return ValidUserID(id) }
+
+// PortalMetadata is stored with each portal.
+type PortalMetadata struct {
+	// Transport is the route the conversation last used ("sms").
+	Transport string `json:"transport,omitempty"`
+}
+
+// MessageMetadata is stored with each bridged message.
+type MessageMetadata struct {
+	// Parts is how many SMS parts the message took.
+	Parts int `json:"parts,omitempty"`
+	// MRs are the modem's message references of the parts, for status reports.
+	MRs []int `json:"mrs,omitempty"`
+}
+
+// LoginMetadata is stored with each login (phone line).
+type LoginMetadata struct {
+	// ModemID is the id of the configured modem (network.modems[].id), or ""
+	// when the line was logged in with a device path that is not in the config.
+	ModemID string `json:"modem_id,omitempty"`
+	// Device is the device path used when ModemID is empty.
+	Device string `json:"device,omitempty"`
+	// Number is the line's own number in E.164.
+	Number string `json:"number"`
+}
+
+func (c *Connector) modemConfig(meta *LoginMetadata) (config.Modem, bool) {
+	for _, m := range c.cfg.Modems {
+		if meta.ModemID != "" && m.ID == meta.ModemID {
+			return m, true
+		}
+	}
+	if meta.Device != "" {
+		return config.Modem{ID: meta.Device, Device: meta.Device, Baud: 115200}, true
+	}
+	return config.Modem{}, false
+}
+
+func (c *Connector) lineConfig(m config.Modem, ownNumber string) sms.Config {
+	return sms.Config{
+		ID:             m.ID,
+		Device:         m.Device,
+		Baud:           m.Baud,
+		PIN:            m.PIN,
+		OwnNumber:      ownNumber,
+		CommandTimeout: c.cfg.SMS.CommandTimeout,
+		SendTimeout:    c.cfg.SMS.SendTimeout,
+		MaxParts:       c.cfg.SMS.MaxParts,
+		StatusReports:  c.cfg.SMS.StatusReports,
+	}
+}
+
+// claim marks a modem as used by a login; it fails when another login has it.
+func (c *Connector) claim(modemKey string, login networkid.UserLoginID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if other, ok := c.inUse[modemKey]; ok && other != login {
+		return fmt.Errorf("modem %s is already the line of login %s; log that line out first", modemKey, other)
+	}
+	c.inUse[modemKey] = login
+	return nil
+}
+
+func (c *Connector) release(modemKey string, login networkid.UserLoginID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inUse[modemKey] == login {
+		delete(c.inUse, modemKey)
+	}
+}

@@ -1,0 +1,144 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+)
+
+// ids.go owns every mapping between phone numbers and bridgev2 identifiers:
+//
+//   - a contact's ghost and portal are keyed by the E.164 number without "+"
+//     ("15551234567"); an alphanumeric sender ("BANK") is keyed "alpha_bank"
+//     (lower-cased: such senders cannot be answered and case is not significant);
+//   - a login (one phone line) is keyed by its own E.164 number without "+";
+//   - a portal is a DM: PortalKey{ID: contact, Receiver: login}, so two lines
+//     talking to the same contact get two rooms, each answering from its line.
+
+// alphaPrefix marks user IDs of alphanumeric senders, which cannot be replied to.
+const alphaPrefix = "alpha_"
+
+// ErrBadNumber is wrapped by ParseNumber when the input is not a phone number.
+var ErrBadNumber = errors.New("not a phone number")
+
+// ParseNumber parses a phone number typed by a person or sent by the network.
+// Numbers in national form are read in defaultRegion (ISO 3166, e.g. "US").
+// It returns the E.164 form with a leading "+".
+func ParseNumber(raw, defaultRegion string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return "", fmt.Errorf("%w: empty; write the number in international form, e.g. +15551234567", ErrBadNumber)
+	}
+	if strings.HasPrefix(s, "tel:") {
+		s = strings.TrimPrefix(s, "tel:")
+	}
+	num, err := phonenumbers.Parse(s, strings.ToUpper(defaultRegion))
+	if err != nil {
+		return "", fmt.Errorf("%w: %q (%v); write it in international form, e.g. +15551234567", ErrBadNumber, raw, err)
+	}
+	if !phonenumbers.IsPossibleNumber(num) {
+		return "", fmt.Errorf("%w: %q has the wrong number of digits for region %s; write it in international form, e.g. +15551234567",
+			ErrBadNumber, raw, phonenumbers.GetRegionCodeForNumber(num))
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
+}
+
+// FormatNumber renders an E.164 number for people ("+1 555-123-4567"). Input
+// that does not parse is returned unchanged.
+func FormatNumber(e164 string) string {
+	num, err := phonenumbers.Parse(e164, "")
+	if err != nil {
+		return e164
+	}
+	return phonenumbers.Format(num, phonenumbers.INTERNATIONAL)
+}
+
+// MaskNumber hides all but the last three digits of a number, for info-level logs.
+func MaskNumber(e164 string) string {
+	if len(e164) <= 4 {
+		return "***"
+	}
+	return strings.Repeat("*", len(e164)-3) + e164[len(e164)-3:]
+}
+
+// UserIDForSender maps a sender address as the SMS layer reports it ("+E164",
+// national digits, or alphanumeric text) to a ghost ID.
+func UserIDForSender(addr, defaultRegion string) networkid.UserID {
+	if e164, err := ParseNumber(addr, defaultRegion); err == nil && looksNumeric(addr) {
+		return UserIDForNumber(e164)
+	}
+	return networkid.UserID(alphaPrefix + sanitizeAlpha(addr))
+}
+
+// UserIDForNumber maps an E.164 number ("+15551234567") to a ghost ID.
+func UserIDForNumber(e164 string) networkid.UserID {
+	return networkid.UserID(strings.TrimPrefix(e164, "+"))
+}
+
+// PortalKeyFor is the portal of a contact on a line.
+func PortalKeyFor(contact networkid.UserID, line networkid.UserLoginID) networkid.PortalKey {
+	return networkid.PortalKey{ID: networkid.PortalID(contact), Receiver: line}
+}
+
+// LoginIDForNumber maps a line's own E.164 number to its login ID.
+func LoginIDForNumber(e164 string) networkid.UserLoginID {
+	return networkid.UserLoginID(strings.TrimPrefix(e164, "+"))
+}
+
+// NumberForUserID is the inverse of UserIDForNumber. ok is false for
+// alphanumeric senders, which have no number to answer.
+func NumberForUserID(uid networkid.UserID) (e164 string, ok bool) {
+	s := string(uid)
+	if s == "" || strings.HasPrefix(s, alphaPrefix) || !isDigits(s) {
+		return "", false
+	}
+	return "+" + s, true
+}
+
+// ValidUserID reports whether uid could have been made by this package.
+func ValidUserID(uid networkid.UserID) bool {
+	s := string(uid)
+	if strings.HasPrefix(s, alphaPrefix) {
+		return len(s) > len(alphaPrefix)
+	}
+	return len(s) >= 3 && len(s) <= 15 && isDigits(s)
+}
+
+func looksNumeric(addr string) bool {
+	for _, r := range addr {
+		if (r < '0' || r > '9') && !strings.ContainsRune("+-() .", r) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// sanitizeAlpha keeps an alphanumeric sender ID inside Matrix localpart rules
+// after bridgev2's username template escaping.
+func sanitizeAlpha(addr string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(addr)) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == ' ' || r == '-' || r == '.' || r == '_':
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}

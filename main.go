@@ -1,0 +1,159 @@
+// Command bubbled bridges SMS from a USB GSM modem (and later RCS and Matrix
+// itself) into Matrix rooms, one end-to-end encrypted room per contact.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	"go.mau.fi/util/exzerolog"
+	"go.uber.org/zap"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+
+	"github.com/bubbled/bubbled/bridge"
+	"github.com/bubbled/bubbled/config"
+)
+
+// Version is set at link time: -ldflags "-X main.Version=v0.1.0".
+var Version = "dev"
+
+// Exit codes, documented in the README.
+const (
+	exitOK           = 0
+	exitUsage        = 2
+	exitConfig       = 11
+	exitLogger       = 12
+	exitDatabase     = 14
+	exitStart        = 15
+	exitRegistration = 17
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run is main without os.Exit, returning the exit code.
+func run(args []string) int {
+	fs := flag.NewFlagSet("bubbled", flag.ContinueOnError)
+	var (
+		configPath      string
+		registration    string
+		generateReg     bool
+		showVersion     bool
+		ignoreUnsupport bool
+	)
+	fs.StringVar(&configPath, "c", "config.yaml", "path to the config file")
+	fs.StringVar(&configPath, "config", "config.yaml", "path to the config file")
+	fs.BoolVar(&generateReg, "g", false, "write the appservice registration file (see -r), persist its tokens in the config, and exit")
+	fs.BoolVar(&generateReg, "generate-registration", false, "same as -g")
+	fs.StringVar(&registration, "r", "registration.yaml", "where -g writes the appservice registration")
+	fs.StringVar(&registration, "registration", "registration.yaml", "same as -r")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if showVersion {
+		fmt.Printf("bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
+		return exitOK
+	}
+	bridge.Version = Version
+
+	cfg, err := config.Load(configPath, config.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bubbled: the config %s is not usable:\n%v\n", configPath, err)
+		return exitConfig
+	}
+	if generateReg {
+		if err := cfg.GenerateRegistration(registration); err != nil {
+			fmt.Fprintf(os.Stderr, "bubbled: can't write the registration: %v\n", err)
+			return exitRegistration
+		}
+		fmt.Printf("Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", registration)
+		return exitOK
+	}
+
+	zl, err := config.NewLogger(cfg.Log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bubbled: can't set up logging: %v\n", err)
+		return exitLogger
+	}
+	defer func() { _ = zl.Sync() }()
+	zlog := config.ZerologToZap(zl, cfg.Log.ZerologLevel())
+	exzerolog.SetupDefaults(&zlog)
+
+	// bubbled hands inbound SMS to bridgev2 synchronously so that a message is
+	// marked delivered only once it is in Matrix (see bridge/handleremote.go).
+	cfg.Bridge.PortalEventBuffer = 0
+
+	for _, w := range cfg.Warnings {
+		zl.Warn("ignored part of the config", zap.String("key", w.Key), zap.String("reason", w.Reason), zap.String("fix", w.Fix))
+	}
+	zl.Info("starting bubbled", zap.String("version", Version), zap.String("config", configPath),
+		zap.String("homeserver", cfg.Homeserver.Address), zap.Int("modems", len(cfg.Network.Modems)))
+
+	db, err := dbutil.NewFromConfig("bubbled", cfg.Database, dbutil.ZeroLogger(zlog.With().Str("db_section", "main").Logger()))
+	if err != nil {
+		zl.Error("failed to open the database", zap.Error(err), zap.String("type", cfg.Database.Type))
+		return exitDatabase
+	}
+
+	mx := matrix.NewConnector(&cfg.Config)
+	mx.IgnoreUnsupportedServer = ignoreUnsupport
+	conn := bridge.New(cfg.Network, zl.Named("bridge"))
+	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
+	stop := make(chan int, 1)
+	mx.OnWebsocketReplaced = func() { stop <- exitStart }
+
+	ctx := zlog.WithContext(context.Background())
+	if err := startBridge(ctx, br); err != nil {
+		var exitErr matrix.ExitError
+		if errors.As(err, &exitErr) {
+			zl.Error("failed to connect to the homeserver", zap.Error(err))
+			return int(exitErr.ExitCode)
+		}
+		zl.Error("failed to start", zap.Error(err))
+		return exitStart
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	code := exitOK
+	select {
+	case s := <-sig:
+		zl.Info("stopping on signal", zap.String("signal", s.String()))
+	case code = <-stop:
+		zl.Warn("stopping: another bridge instance took over the connection")
+	}
+	br.StopWithTimeout(10 * time.Second)
+	return code
+}
+
+// startBridge runs bridgev2's start sequence without its os.Exit paths.
+func startBridge(ctx context.Context, br *bridgev2.Bridge) error {
+	if err := br.StartConnectors(ctx); err != nil {
+		return err
+	}
+	if err := br.StartLogins(ctx); err != nil {
+		return fmt.Errorf("start logins: %w", err)
+	}
+	go br.PostStart(ctx)
+	return nil
+}
