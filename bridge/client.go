@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -304,14 +305,14 @@ func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*brid
 }
 
 func userInfoFor(uid networkid.UserID) *bridgev2.UserInfo {
-	if num, ok := NumberForUserID(uid); ok {
+	if num, ok := NumberForUserID(uid); ok && strings.HasPrefix(num, "+") {
 		return &bridgev2.UserInfo{
 			Identifiers: []string{"tel:" + num},
 			Name:        ptr(FormatNumber(num)),
 			IsBot:       ptr(false),
 		}
 	}
-	name := string(uid)[len(alphaPrefix):]
+	name, _ := strings.CutPrefix(string(uid), alphaPrefix)
 	return &bridgev2.UserInfo{Name: ptr(name), IsBot: ptr(false)}
 }
 

@@ -2,8 +2,13 @@ package bridge_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +19,7 @@ import (
 	"time"
 
 	_ "go.mau.fi/util/dbutil/litestream" // sqlite3-fk-wal for the test client's crypto store
+	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
@@ -69,10 +75,16 @@ const (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, modemsim.Options{OwnNumber: lineNumber, Echo: true})
+}
+
+// newEnvWith starts modemsim with opts, Dendrite, and bubbled.
+func newEnvWith(t *testing.T, opts modemsim.Options) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, dir: t.TempDir()}
 	var err error
-	e.sim, err = modemsim.Start(modemsim.Options{OwnNumber: lineNumber, Echo: true})
+	e.sim, err = modemsim.Start(opts)
 	if err != nil {
 		t.Fatalf("start modemsim: %v", err)
 	}
@@ -547,4 +559,88 @@ func TestStartChatAndBadInput(t *testing.T) {
 	if got := e.sim.Sent(); len(got) != 1 {
 		t.Errorf("modem sent %d messages, want 1 (the refused ones must not be sent)", len(got))
 	}
+}
+
+// provision calls bubbled's provisioning API as user.
+func (e *env) provision(user id.UserID, method, path string, body any) map[string]any {
+	e.t.Helper()
+	raw, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var cfg struct {
+		Provisioning struct {
+			SharedSecret string `yaml:"shared_secret"`
+		} `yaml:"provisioning"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		e.t.Fatal(err)
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d/_matrix/provision%s?user_id=%s", e.asPort, path, url.QueryEscape(user.String()))
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cfg.Provisioning.SharedSecret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]any{}
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &out)
+	out["_status"] = resp.StatusCode
+	out["_raw"] = string(b)
+	return out
+}
+
+func TestProvisioningLoginAsksPINAndNumber(t *testing.T) {
+	e := newEnvWith(t, modemsim.Options{PIN: "2468", Echo: true}) // locked SIM that does not know its number
+	bob := e.newUser("bob")
+
+	step := e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/start/modem", nil)
+	if step["step_id"] != "com.github.bubbled.modem.pin" {
+		t.Fatalf("first step = %v, want the PIN step; log:\n%s", step["_raw"], e.tail())
+	}
+	proc := step["login_id"].(string)
+
+	// A wrong PIN is refused with the modem's reason and the flow stays usable.
+	bad := e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/step/"+proc+"/com.github.bubbled.modem.pin/user_input", map[string]string{"pin": "1111"})
+	if bad["step_id"] != "com.github.bubbled.modem.pin" || !strings.Contains(fmt.Sprint(bad["instructions"]), "refused that PIN") {
+		t.Fatalf("after a wrong PIN, step = %v, want the PIN step again saying the PIN was refused", bad["_raw"])
+	}
+	step = e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/step/"+proc+"/com.github.bubbled.modem.pin/user_input", map[string]string{"pin": "2468"})
+	if step["step_id"] != "com.github.bubbled.modem.number" {
+		t.Fatalf("after the PIN, step = %v, want the number step", step["_raw"])
+	}
+	step = e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/step/"+proc+"/com.github.bubbled.modem.number/user_input", map[string]string{"number": "(555) 000-2222"})
+	if step["type"] != "complete" {
+		t.Fatalf("after the number, step = %v, want complete", step["_raw"])
+	}
+	logins := e.provision(bob.cli.UserID, http.MethodGet, "/v3/logins", nil)
+	if !strings.Contains(fmt.Sprint(logins["_raw"]), "15550002222") {
+		t.Errorf("logins %v do not list the line 15550002222", logins["_raw"])
+	}
+
+	// The line works: an SMS reaches bob.
+	if err := e.sim.Deliver(contactNumber, "hi bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "hi bob" })
+
+	// Restart: the SIM stays unlocked (the modem kept power), so the stored
+	// login comes back without a PIN and drains what arrived meanwhile.
+	e.stopBubbled()
+	if err := e.sim.StoreOnly(contactNumber, "while down"); err != nil {
+		t.Fatal(err)
+	}
+	e.startBubbled()
+	bob.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "while down" })
 }

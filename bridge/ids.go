@@ -14,12 +14,18 @@ import (
 //   - a contact's ghost and portal are keyed by the E.164 number without "+"
 //     ("15551234567"); an alphanumeric sender ("BANK") is keyed "alpha_bank"
 //     (lower-cased: such senders cannot be answered and case is not significant);
+//   - a numeric sender that is no full phone number (a short code such as
+//     72404) is keyed "local_72404" and answered by those digits;
 //   - a login (one phone line) is keyed by its own E.164 number without "+";
 //   - a portal is a DM: PortalKey{ID: contact, Receiver: login}, so two lines
 //     talking to the same contact get two rooms, each answering from its line.
 
 // alphaPrefix marks user IDs of alphanumeric senders, which cannot be replied to.
 const alphaPrefix = "alpha_"
+
+// localPrefix marks numeric senders that are not full phone numbers (short
+// codes such as 72404): they are answered by their digits as they came.
+const localPrefix = "local_"
 
 // ErrBadNumber is wrapped by ParseNumber when the input is not a phone number.
 var ErrBadNumber = errors.New("not a phone number")
@@ -67,10 +73,22 @@ func MaskNumber(e164 string) string {
 // UserIDForSender maps a sender address as the SMS layer reports it ("+E164",
 // national digits, or alphanumeric text) to a ghost ID.
 func UserIDForSender(addr, defaultRegion string) networkid.UserID {
-	if e164, err := ParseNumber(addr, defaultRegion); err == nil && looksNumeric(addr) {
+	if !looksNumeric(addr) {
+		return networkid.UserID(alphaPrefix + sanitizeAlpha(addr))
+	}
+	if e164, err := ParseNumber(addr, defaultRegion); err == nil {
 		return UserIDForNumber(e164)
 	}
-	return networkid.UserID(alphaPrefix + sanitizeAlpha(addr))
+	digits := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, addr)
+	if digits == "" {
+		return networkid.UserID(alphaPrefix + "unknown")
+	}
+	return networkid.UserID(localPrefix + digits)
 }
 
 // UserIDForNumber maps an E.164 number ("+15551234567") to a ghost ID.
@@ -88,11 +106,15 @@ func LoginIDForNumber(e164 string) networkid.UserLoginID {
 	return networkid.UserLoginID(strings.TrimPrefix(e164, "+"))
 }
 
-// NumberForUserID is the inverse of UserIDForNumber. ok is false for
-// alphanumeric senders, which have no number to answer.
-func NumberForUserID(uid networkid.UserID) (e164 string, ok bool) {
+// NumberForUserID is the inverse of UserIDForSender: the address to answer,
+// "+E164" or a short code's digits. ok is false for alphanumeric senders,
+// which have no number to answer.
+func NumberForUserID(uid networkid.UserID) (number string, ok bool) {
 	s := string(uid)
-	if s == "" || strings.HasPrefix(s, alphaPrefix) || !isDigits(s) {
+	if digits, found := strings.CutPrefix(s, localPrefix); found && isDigits(digits) {
+		return digits, true
+	}
+	if !isDigits(s) {
 		return "", false
 	}
 	return "+" + s, true
@@ -103,6 +125,9 @@ func ValidUserID(uid networkid.UserID) bool {
 	s := string(uid)
 	if strings.HasPrefix(s, alphaPrefix) {
 		return len(s) > len(alphaPrefix)
+	}
+	if digits, found := strings.CutPrefix(s, localPrefix); found {
+		return len(digits) >= 1 && len(digits) <= 15 && isDigits(digits)
 	}
 	return len(s) >= 3 && len(s) <= 15 && isDigits(s)
 }

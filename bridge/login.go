@@ -135,7 +135,14 @@ func (ml *modemLogin) SubmitUserInput(ctx context.Context, input map[string]stri
 		return ml.useModem(ctx, config.Modem{ID: input["device"], Device: input["device"], Baud: 115200})
 	case ml.line != nil && input["pin"] != "":
 		if err := ml.line.EnterPIN(ctx, input["pin"]); err != nil {
-			return nil, fmt.Errorf("the SIM refused the PIN: %w", err)
+			ml.log.Warn("failed to unlock the SIM with the PIN given at login", zap.Error(err))
+			st, stErr := ml.line.PINStatus(ctx)
+			if stErr == nil && st == simNeedsPIN {
+				// bridgev2 ends the login on an error, so ask again instead.
+				return ml.pinStep("The SIM refused that PIN. Check it and try again; careful: after 3 wrong PINs the SIM locks and needs its PUK."), nil
+			}
+			ml.Cancel()
+			return nil, fmt.Errorf("the SIM refused the PIN and is now %q: unlock it with its PUK in a phone first", st)
 		}
 		return ml.afterUnlock(ctx)
 	case ml.line != nil && input["number"] != "":
@@ -177,17 +184,22 @@ func (ml *modemLogin) useModem(ctx context.Context, m config.Modem) (*bridgev2.L
 			}
 			return ml.afterUnlock(ctx)
 		}
-		return &bridgev2.LoginStep{
-			Type:         bridgev2.LoginStepTypeUserInput,
-			StepID:       stepPIN,
-			Instructions: "The SIM is locked. Enter its PIN (it is not stored; put it in network.modems[].pin to unlock the SIM after restarts).",
-			UserInputParams: &bridgev2.LoginUserInputParams{Fields: []bridgev2.LoginInputDataField{{
-				Type: bridgev2.LoginInputFieldTypePassword, ID: "pin", Name: "SIM PIN", Pattern: "^[0-9]{4,8}$",
-			}}},
-		}, nil
+		return ml.pinStep("The SIM is locked. Enter its PIN (it is not stored; put it in network.modems[].pin to unlock the SIM after restarts)."), nil
 	default:
 		ml.Cancel()
 		return nil, fmt.Errorf("the SIM is locked (%s): unlock it with its PUK in a phone first; bubbled does not try PINs blindly", st)
+	}
+}
+
+// pinStep asks for the SIM PIN.
+func (ml *modemLogin) pinStep(instructions string) *bridgev2.LoginStep {
+	return &bridgev2.LoginStep{
+		Type:         bridgev2.LoginStepTypeUserInput,
+		StepID:       stepPIN,
+		Instructions: instructions,
+		UserInputParams: &bridgev2.LoginUserInputParams{Fields: []bridgev2.LoginInputDataField{{
+			Type: bridgev2.LoginInputFieldTypePassword, ID: "pin", Name: "SIM PIN", Pattern: "^[0-9]{4,8}$",
+		}}},
 	}
 }
 
