@@ -75,11 +75,12 @@ const (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return newEnvWith(t, modemsim.Options{OwnNumber: lineNumber, Echo: true})
+	return newEnvWith(t, modemsim.Options{OwnNumber: lineNumber, Echo: true}, "")
 }
 
-// newEnvWith starts modemsim with opts, Dendrite, and bubbled.
-func newEnvWith(t *testing.T, opts modemsim.Options) *env {
+// newEnvWith starts modemsim with opts, Dendrite, and bubbled. postgresURI
+// selects PostgreSQL instead of the default SQLite file.
+func newEnvWith(t *testing.T, opts modemsim.Options, postgresURI string) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, dir: t.TempDir()}
@@ -100,6 +101,10 @@ func newEnvWith(t *testing.T, opts modemsim.Options) *env {
 	e.cfgPath = filepath.Join(e.dir, "config.yaml")
 	e.regPath = filepath.Join(e.dir, "registration.yaml")
 	e.logPath = filepath.Join(e.dir, "bubbled.log")
+	dbConfig := "type: sqlite3-fk-wal\n  uri: file:bubbled.db?_txlock=immediate"
+	if postgresURI != "" {
+		dbConfig = "type: postgres\n  uri: " + postgresURI
+	}
 	cfg := fmt.Sprintf(`homeserver:
   address: http://127.0.0.1:%d
   domain: localhost
@@ -114,8 +119,7 @@ appservice:
   hs_token: generate
   username_template: "sms_{{.}}"
 database:
-  type: sqlite3-fk-wal
-  uri: file:bubbled.db?_txlock=immediate
+  %s
 bridge:
   permissions:
     "localhost": user
@@ -139,7 +143,7 @@ network:
     command_timeout: 5s
     send_timeout: 30s
     status_reports: true
-`, hsPort, e.asPort, e.asPort, e.sim.Path())
+`, hsPort, e.asPort, e.asPort, dbConfig, e.sim.Path())
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +606,7 @@ func (e *env) provision(user id.UserID, method, path string, body any) map[strin
 }
 
 func TestProvisioningLoginAsksPINAndNumber(t *testing.T) {
-	e := newEnvWith(t, modemsim.Options{PIN: "2468", Echo: true}) // locked SIM that does not know its number
+	e := newEnvWith(t, modemsim.Options{PIN: "2468", Echo: true}, "") // locked SIM that does not know its number
 	bob := e.newUser("bob")
 
 	step := e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/start/modem", nil)
