@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -39,12 +40,14 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is main without os.Exit, returning the exit code.
-func run(args []string) int {
+// run is main without os.Exit: it returns the exit code, and writes what it
+// says before logging is set up to stdout and stderr.
+func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bubbled", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var (
 		configPath      string
 		registration    string
@@ -71,28 +74,28 @@ func run(args []string) int {
 		return exitUsage
 	}
 	if showVersion {
-		fmt.Printf("bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
+		fmt.Fprintf(stdout, "bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
 		return exitOK
 	}
 	bridge.Version = Version
 
 	cfg, err := config.Load(configPath, config.LoadOptions{})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bubbled: the config %s is not usable:\n%v\n", configPath, err)
+		fmt.Fprintf(stderr, "bubbled: the config %s is not usable:\n%v\n", configPath, err)
 		return exitConfig
 	}
 	if generateReg {
 		if err := cfg.GenerateRegistration(registration); err != nil {
-			fmt.Fprintf(os.Stderr, "bubbled: can't write the registration: %v\n", err)
+			fmt.Fprintf(stderr, "bubbled: can't write the registration: %v\n", err)
 			return exitRegistration
 		}
-		fmt.Printf("Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", registration)
+		fmt.Fprintf(stdout, "Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", registration)
 		return exitOK
 	}
 
 	zl, err := config.NewLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bubbled: can't set up logging: %v\n", err)
+		fmt.Fprintf(stderr, "bubbled: can't set up logging: %v\n", err)
 		return exitLogger
 	}
 	defer func() { _ = zl.Sync() }()
