@@ -94,6 +94,44 @@ type Network struct {
 	Modems []Modem `yaml:"modems"`
 	// SMS holds timeouts and limits shared by all modems.
 	SMS SMS `yaml:"sms"`
+	// Directory says how bubbled finds out whether a number is on Matrix.
+	Directory Directory `yaml:"directory"`
+	// Fallback orders the routes a message may take and when it falls back.
+	Fallback Fallback `yaml:"fallback"`
+}
+
+// Directory is network.directory: "is this number on Matrix?".
+type Directory struct {
+	// Static maps phone numbers to Matrix user IDs, checked before the
+	// identity server. Load refuses entries that are not numbers or IDs.
+	Static map[string]string `yaml:"static"`
+	// IdentityServer is a Matrix identity server for the v2 hashed lookup.
+	IdentityServer IdentityServer `yaml:"identity_server"`
+	// FoundTTL is how long a "this number is @x" answer is reused (24h).
+	FoundTTL time.Duration `yaml:"found_ttl"`
+	// NotFoundTTL is how long a "not on Matrix" answer is reused (1h).
+	NotFoundTTL time.Duration `yaml:"not_found_ttl"`
+}
+
+// IdentityServer is network.directory.identity_server.
+type IdentityServer struct {
+	// URL of the identity server, e.g. https://vector.im; "" turns it off.
+	URL string `yaml:"url"`
+	// AcceptedTerms lists the URLs of the server's policies that the
+	// operator has read and accepts; bubbled signs nothing else.
+	AcceptedTerms []string `yaml:"accepted_terms"`
+	// Timeout bounds each request (10s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Fallback is network.fallback: the route ladder.
+type Fallback struct {
+	// Order is the ladder, best route first: matrix, rcs, sms.
+	Order []string `yaml:"order"`
+	// ConfirmTimeout is how long a message sent by Matrix or RCS may stay
+	// unconfirmed (no read receipt, no delivery report) before it is sent
+	// again down the ladder; 0s turns Send as SMS off. Default 5m.
+	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
 }
 
 // Modem is one entry of network.modems.

@@ -174,6 +174,26 @@ func TestLoadProblems(t *testing.T) {
 			want: [][]string{{"network.modems[0].own_number:", `"12"`, "not a valid phone number for region US", "+12015550123"}},
 		},
 		{
+			name: "bad static directory entries",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "static: {}", `static: {"12ab": "@bob:example.org", "+12015550123": "bob"}`)
+			},
+			want: [][]string{
+				{`network.directory.static["12ab"]:`, `"12ab"`, "is not a phone number", "international form"},
+				{`network.directory.static["+12015550123"]:`, `"bob"`, "is not a Matrix user ID", "@bob:example.org"},
+			},
+		},
+		{
+			name: "bad fallback order",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "order: [matrix, rcs, sms]", "order: [matrix, carrier-pigeon, matrix]")
+			},
+			want: [][]string{
+				{"network.fallback.order[1]:", `"carrier-pigeon"`, "is not a route"},
+				{"network.fallback.order[2]:", `"matrix"`, "is listed twice"},
+			},
+		},
+		{
 			name: "national own number in another region",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `own_number: ""`, `own_number: "07911 123456"`)
@@ -546,6 +566,28 @@ func TestEnvOverrides(t *testing.T) {
 				m := cfg.Network.Modems
 				if len(m) != 2 || m[0].Device != "tcp://127.0.0.1:7000" || m[0].Baud != DefaultBaud || m[0].OwnNumber != "+447911123456" || m[1].Baud != 9600 {
 					t.Errorf("modems = %+v", m)
+				}
+			},
+		},
+		{
+			name: "directory table and ladder",
+			env: map[string]string{
+				"BUBBLED_NETWORK__DIRECTORY__STATIC":               `{"+12015550123": "@bob:example.org"}`,
+				"BUBBLED_NETWORK__FALLBACK__ORDER":                 `[matrix, sms]`,
+				"BUBBLED_NETWORK__FALLBACK__CONFIRM_TIMEOUT":       "0",
+				"BUBBLED_NETWORK__DIRECTORY__NOT_FOUND_TTL":        "2h",
+				"BUBBLED_NETWORK__DIRECTORY__IDENTITY_SERVER__URL": "http://127.0.0.1:8090",
+			},
+			check: func(t *testing.T, cfg *Config) {
+				d, f := cfg.Network.Directory, cfg.Network.Fallback
+				if d.Static["+12015550123"] != "@bob:example.org" || len(d.Static) != 1 {
+					t.Errorf("static = %v", d.Static)
+				}
+				if strings.Join(f.Order, ",") != "matrix,sms" || f.ConfirmTimeout != 0 {
+					t.Errorf("fallback = %+v", f)
+				}
+				if d.NotFoundTTL != 2*time.Hour || d.FoundTTL != 24*time.Hour || d.IdentityServer.URL != "http://127.0.0.1:8090" {
+					t.Errorf("directory = %+v", d)
 				}
 			},
 		},

@@ -42,6 +42,7 @@ var freeFormMaps = []string{
 	"bridge.permissions",
 	"double_puppet.servers",
 	"double_puppet.secrets",
+	"network.directory.static",
 }
 
 // openMaps are mappings with default entries the operator may extend.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/nyaruka/phonenumbers"
 	"github.com/spf13/viper"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/id"
 )
 
 // Validate checks the loaded config and returns a *ValidationError listing
@@ -264,6 +266,67 @@ func (c *Config) validateNetwork(ch *checker) {
 	}
 	if s.SendTimeout <= 0 {
 		ch.add([]string{"network", "sms", "send_timeout"}, s.SendTimeout.String(), "is not a positive duration", "write e.g. 120s")
+	}
+	c.validateDirectory(ch, region)
+	c.validateFallback(ch)
+}
+
+func (c *Config) validateDirectory(ch *checker, region string) {
+	d := c.Network.Directory
+	numbers := slices.Sorted(maps.Keys(d.Static))
+	seen := map[string]string{}
+	for _, number := range numbers {
+		mxid := d.Static[number]
+		key := []string{"network", "directory", "static[" + strconv.Quote(number) + "]"}
+		num, err := phonenumbers.Parse(number, region)
+		if err != nil || !phonenumbers.IsPossibleNumber(num) {
+			ch.add(key, q(number), "is not a phone number", "write the number in international form, e.g. \"+12015550123\": \"@bob:example.org\"")
+			continue
+		}
+		e164 := phonenumbers.Format(num, phonenumbers.E164)
+		if _, _, err := id.UserID(mxid).Parse(); err != nil || !strings.HasPrefix(mxid, "@") {
+			ch.add(key, q(mxid), "is not a Matrix user ID", "write a full Matrix ID such as @bob:example.org")
+			continue
+		}
+		if other, dup := seen[e164]; dup && other != mxid {
+			ch.add(key, q(mxid), "is a second Matrix ID for the number "+e164+" (also "+other+")", "keep one entry per number")
+		}
+		seen[e164] = mxid
+	}
+	is := d.IdentityServer
+	if is.URL != "" && !isHTTPURL(is.URL) {
+		ch.add([]string{"network", "directory", "identity_server", "url"}, q(is.URL), "is not an http(s) URL",
+			`write the identity server's base URL, e.g. https://vector.im, or "" to turn the lookup off`)
+	}
+	if is.Timeout <= 0 {
+		ch.add([]string{"network", "directory", "identity_server", "timeout"}, is.Timeout.String(), "is not a positive duration", "write e.g. 10s")
+	}
+	if d.FoundTTL <= 0 {
+		ch.add([]string{"network", "directory", "found_ttl"}, d.FoundTTL.String(), "is not a positive duration", "write e.g. 24h")
+	}
+	if d.NotFoundTTL <= 0 {
+		ch.add([]string{"network", "directory", "not_found_ttl"}, d.NotFoundTTL.String(), "is not a positive duration", "write e.g. 1h")
+	}
+}
+
+func (c *Config) validateFallback(ch *checker) {
+	f := c.Network.Fallback
+	seen := map[string]bool{}
+	for i, r := range f.Order {
+		key := []string{"network", "fallback", "order[" + strconv.Itoa(i) + "]"}
+		switch {
+		case r != "matrix" && r != "rcs" && r != "sms":
+			ch.add(key, q(r), "is not a route", "use matrix, rcs and sms, best first, e.g. [matrix, rcs, sms]")
+		case seen[r]:
+			ch.add(key, q(r), "is listed twice", "list each route once")
+		}
+		seen[r] = true
+	}
+	if len(f.Order) == 0 {
+		ch.add([]string{"network", "fallback", "order"}, "[]", "is empty, so no message could be sent", "write e.g. [matrix, rcs, sms]")
+	}
+	if f.ConfirmTimeout < 0 {
+		ch.add([]string{"network", "fallback", "confirm_timeout"}, f.ConfirmTimeout.String(), "is negative", "write e.g. 5m, or 0s to turn Send as SMS off")
 	}
 }
 
