@@ -574,7 +574,7 @@ func TestEnvOverrides(t *testing.T) {
 			env: map[string]string{
 				"BUBBLED_NETWORK__DIRECTORY__STATIC":               `{"+12015550123": "@bob:example.org"}`,
 				"BUBBLED_NETWORK__FALLBACK__ORDER":                 `[matrix, sms]`,
-				"BUBBLED_NETWORK__FALLBACK__CONFIRM_TIMEOUT":       "0",
+				"BUBBLED_NETWORK__FALLBACK__CONFIRM_TIMEOUT":       "0s",
 				"BUBBLED_NETWORK__DIRECTORY__NOT_FOUND_TTL":        "2h",
 				"BUBBLED_NETWORK__DIRECTORY__IDENTITY_SERVER__URL": "http://127.0.0.1:8090",
 			},
