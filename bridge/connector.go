@@ -12,11 +12,15 @@ import (
 	"go.mau.fi/util/configupgrade"
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/sms"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // Version is bubbled's version, set by main at link time.
@@ -29,9 +33,16 @@ type Connector struct {
 	cfg config.Network
 	log *zap.Logger
 
-	// mu guards lines: which configured modem (or device) is in use by which login.
-	mu    sync.Mutex
-	inUse map[string]networkid.UserLoginID
+	// dir and router are set by Start and read-only afterwards.
+	dir    *directory.Directory
+	router *fallback.Router
+
+	// mu guards inUse (which configured modem or device is in use by which
+	// login) and restored (conversations whose stored route state the
+	// router has been given).
+	mu       sync.Mutex
+	inUse    map[string]networkid.UserLoginID
+	restored map[string]bool
 }
 
 var (
@@ -48,6 +59,9 @@ func New(cfg config.Network, log *zap.Logger) *Connector {
 // Init is called by bridgev2 once the bridge exists.
 func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.br = br
+	if proc, ok := br.Commands.(*commands.Processor); ok {
+		c.addCommands(proc)
+	}
 }
 
 // Start creates bubbled's own tables beside bridgev2's.
@@ -55,11 +69,15 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := sms.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return fmt.Errorf("upgrade SMS tables: %w", err)
 	}
-	return nil
+	return c.startRouter(ctx)
 }
 
-// Stop is called by bridgev2 on shutdown, after the logins are disconnected.
-func (c *Connector) Stop() {}
+// Stop is called by bridgev2 on shutdown: it stops the router's timers.
+func (c *Connector) Stop() {
+	if c.router != nil {
+		_ = c.router.Close()
+	}
+}
 
 // GetName describes the network to bridgev2.
 func (c *Connector) GetName() bridgev2.BridgeName {
@@ -113,16 +131,24 @@ func (c *Connector) ValidateUserID(id networkid.UserID) bool { return ValidUserI
 
 // PortalMetadata is stored with each portal.
 type PortalMetadata struct {
-	// Transport is the route the conversation last used ("sms").
-	Transport string `json:"transport,omitempty"`
+	// Pin is the route the conversation is pinned to ("" = automatic).
+	Pin string `json:"pin,omitempty"`
+	// LastRoute is the route the conversation's last message took.
+	LastRoute string `json:"last_route,omitempty"`
+	// Peer is the contact's own Matrix account, when they are on Matrix.
+	Peer id.UserID `json:"peer,omitempty"`
+	// InvitedPeer is the Matrix account bubbled invited into the room (once).
+	InvitedPeer id.UserID `json:"invited_peer,omitempty"`
 }
 
 // MessageMetadata is stored with each bridged message.
 type MessageMetadata struct {
+	// Route is the route an outgoing message took (matrix, rcs, sms).
+	Route string `json:"route,omitempty"`
 	// Parts is how many SMS parts the message took.
 	Parts int `json:"parts,omitempty"`
-	// MRs are the modem's message references of the parts, for status reports.
-	MRs []int `json:"mrs,omitempty"`
+	// RemoteID is the route's own ID: the SMS message references, the RCS message ID.
+	RemoteID string `json:"remote_id,omitempty"`
 }
 
 // LoginMetadata is stored with each login (phone line).

@@ -75,13 +75,22 @@ const (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return newEnvWith(t, modemsim.Options{OwnNumber: lineNumber, Echo: true}, "")
+	return newEnvWith(t, envOptions{sim: modemsim.Options{OwnNumber: lineNumber, Echo: true}})
 }
 
-// newEnvWith starts modemsim with opts, Dendrite, and bubbled. postgresURI
-// selects PostgreSQL instead of the default SQLite file.
-func newEnvWith(t *testing.T, opts modemsim.Options, postgresURI string) *env {
+// envOptions shape one test environment.
+type envOptions struct {
+	sim modemsim.Options
+	// postgres selects PostgreSQL (this URI) instead of the default SQLite file.
+	postgres string
+	// network is YAML added to the config's network section (4 spaces deep).
+	network string
+}
+
+// newEnvWith starts modemsim, Dendrite, and bubbled.
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
+	opts, postgresURI := o.sim, o.postgres
 	ctx := context.Background()
 	e := &env{t: t, dir: t.TempDir()}
 	var err error
@@ -143,7 +152,8 @@ network:
     command_timeout: 5s
     send_timeout: 30s
     status_reports: true
-`, hsPort, e.asPort, e.asPort, dbConfig, e.sim.Path())
+%s
+`, hsPort, e.asPort, e.asPort, dbConfig, e.sim.Path(), o.network)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +321,13 @@ func (u *user) waitMessage(timeout time.Duration, sender id.UserID, match func(b
 	}
 }
 
+// noticeTexts returns the m.notice bodies u has received.
+func (u *user) noticeTexts() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.notices...)
+}
+
 func (u *user) count(sender id.UserID, body string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -437,6 +454,8 @@ func TestSMSMatrixRoundTrip(t *testing.T) {
 	if sent[0].To != contactNumber || sent[0].Text != reply {
 		t.Errorf("modem got SMS to %q %q, want to %q %q", sent[0].To, sent[0].Text, contactNumber, reply)
 	}
+	// The number is not on Matrix (no directory knows it): the room says so once.
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "is not on Matrix") && strings.Contains(b, "SMS") })
 
 	// A long reply leaves as a concatenated message with the same text.
 	longReply := strings.Repeat("This is a long reply that needs several parts. ", 8)
@@ -606,7 +625,7 @@ func (e *env) provision(user id.UserID, method, path string, body any) map[strin
 }
 
 func TestProvisioningLoginAsksPINAndNumber(t *testing.T) {
-	e := newEnvWith(t, modemsim.Options{PIN: "2468", Echo: true}, "") // locked SIM that does not know its number
+	e := newEnvWith(t, envOptions{sim: modemsim.Options{PIN: "2468", Echo: true}}) // locked SIM that does not know its number
 	bob := e.newUser("bob")
 
 	step := e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/start/modem", nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
@@ -14,12 +15,27 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
+	"github.com/bubbled/bubbled/fallback"
 )
 
-// HandleMatrixMessage sends what the user wrote in a portal as SMS from the
-// portal's line. Only text can go by SMS: files and locations are refused with
-// a reason the user sees.
+// HandleMatrixMessage takes what someone wrote in a portal. The line's owner
+// writes to the contact: the router sends it by the best route that reaches
+// them (their own Matrix account, which already has the message; RCS; SMS).
+// Anyone else in the room (the contact's own Matrix account, relayed through
+// the line's login) writes native Matrix messages: they stay in the room and
+// are never sent out.
 func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	conv := cl.conn.restoreRouteState(msg.Portal)
+	if msg.OrigSender != nil {
+		if peer := cl.conn.router.State(conv).Peer; peer != "" && msg.OrigSender.UserID == peer {
+			// Writing back means they read what came before.
+			cl.conn.router.ConfirmRead(conv, fallback.RouteMatrix, time.UnixMilli(msg.Event.Timestamp))
+		}
+		return &bridgev2.MatrixMessageResponse{DB: &database.Message{
+			ID:       networkid.MessageID("mx:" + string(msg.Event.ID)),
+			SenderID: "",
+		}}, nil
+	}
 	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
 	if !ok {
 		return nil, bridgev2.WrapErrorInStatus(errors.New("alphanumeric sender")).
@@ -30,23 +46,24 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if err != nil {
 		return nil, err
 	}
-	line := cl.currentLine()
-	if line == nil {
-		return nil, bridgev2.WrapErrorInStatus(errors.New("line not connected")).
-			WithErrorReason(event.MessageStatusNetworkError).WithSendNotice(true).
-			WithMessage("The modem is not connected; the SMS was not sent.")
-	}
-	res, err := line.Send(ctx, to, text)
+	rcpt, err := cl.conn.router.Send(ctx, &fallback.Message{
+		ID:           string(msg.Event.ID),
+		Conversation: conv,
+		To:           to,
+		Text:         text,
+		Line:         string(cl.login.ID),
+		Created:      time.UnixMilli(msg.Event.Timestamp),
+	})
 	if err != nil {
-		cl.log.Warn("failed to send SMS", zap.String("to", MaskNumber(to)), zap.Error(err))
+		cl.log.Warn("failed to send a message", zap.String("to", MaskNumber(to)), zap.Error(err))
 		return nil, sendErrorStatus(err)
 	}
-	cl.log.Info("sent SMS", zap.String("to", MaskNumber(to)), zap.Int("parts", res.Parts))
+	cl.log.Info("sent a message", zap.String("to", MaskNumber(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
 	return &bridgev2.MatrixMessageResponse{
 		DB: &database.Message{
 			ID:       networkid.MessageID("out:" + string(msg.Event.ID)),
 			SenderID: UserIDForNumber(cl.meta.Number),
-			Metadata: &MessageMetadata{Parts: res.Parts, MRs: res.MRs},
+			Metadata: &MessageMetadata{Route: string(rcpt.Route), Parts: rcpt.Parts, RemoteID: rcpt.RemoteID},
 		},
 	}, nil
 }
@@ -89,6 +106,9 @@ func sendErrorStatus(err error) error {
 	case errors.Is(err, sms.ErrSendUnknown):
 		return st.WithErrorReason(event.MessageStatusNetworkError).WithIsCertain(false).
 			WithMessage("The modem did not answer in time: the SMS may or may not have been sent. Check with the contact before sending it again.")
+	case fallback.Classify(err) == fallback.ClassTemporary && !errors.As(err, &cms):
+		return st.WithErrorReason(event.MessageStatusNetworkError).WithStatus(event.MessageStatusRetriable).
+			WithMessage(fmt.Sprintf("No route could take the message right now (%v). Try again in a moment.", err))
 	case errors.As(err, &cms):
 		if cms.Temporary() {
 			return st.WithErrorReason(event.MessageStatusNetworkError).WithStatus(event.MessageStatusRetriable).

@@ -258,6 +258,7 @@ func (ml *modemLogin) finish(ctx context.Context, number string) (*bridgev2.Logi
 		return nil, fmt.Errorf("save the line: %w", err)
 	}
 	ml.line = nil
+	ml.conn.refreshLocalLines(ctx)
 	ul.Client.Connect(ul.Log.WithContext(context.Background()))
 	return &bridgev2.LoginStep{
 		Type:         bridgev2.LoginStepTypeComplete,

@@ -83,7 +83,7 @@ func startPostgres(t *testing.T) string {
 
 func TestPostgresDatabase(t *testing.T) {
 	uri := startPostgres(t)
-	e := newEnvWith(t, modemsim.Options{OwnNumber: lineNumber, Echo: true}, uri)
+	e := newEnvWith(t, envOptions{sim: modemsim.Options{OwnNumber: lineNumber, Echo: true}, postgres: uri})
 	alice := e.newUser("alice")
 	e.login(alice)
 	ghost := ghostMXID(contactNumber)

@@ -44,7 +44,11 @@ func buildBubbled(ctx context.Context, root, out string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("build bubbled: %w", ctx.Err())
 		}
-		return fmt.Errorf("build bubbled with `go build -tags goolm -o %s .` in %s: %w; a C compiler (cgo) is needed\n%s", out, root, err, tailLines(output.String(), 30))
+		hint := ""
+		if text := output.String(); strings.Contains(text, "cgo") || strings.Contains(text, "gcc") {
+			hint = "; bubbled needs a C compiler for cgo (install gcc)"
+		}
+		return fmt.Errorf("build bubbled with `go build -tags goolm -o %s .` in %s: %w%s\n%s", out, root, err, hint, tailLines(output.String(), 30))
 	}
 	return nil
 }

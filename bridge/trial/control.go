@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
@@ -28,7 +29,7 @@ const maxSMSBody = 64 << 10
 func controlHandler(sim *modemsim.Sim) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sms", func(w http.ResponseWriter, r *http.Request) {
-		from := r.URL.Query().Get("from")
+		from := senderFromQuery(r.URL.Query().Get("from"))
 		if from == "" {
 			http.Error(w, "missing ?from=<sender number>, e.g. ?from=%2B15557654321 (%2B is +)", http.StatusBadRequest)
 			return
@@ -75,6 +76,15 @@ func controlHandler(sim *modemsim.Sim) http.Handler {
 		writeJSON(w, nonNil(sim.Pending()))
 	})
 	return mux
+}
+
+// senderFromQuery undoes the usual mistake of an unescaped '+' in ?from=+1555…, which the
+// query decodes as a space: a space followed by digits is an international number.
+func senderFromQuery(from string) string {
+	if rest, ok := strings.CutPrefix(from, " "); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+		return "+" + rest
+	}
+	return from
 }
 
 func nonNil[T any](v []T) []T {

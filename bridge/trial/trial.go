@@ -92,6 +92,8 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) && !opts.Smoke {
 			say("Stopped before the trial was ready.")
 			err = nil
+		} else if err == nil && !opts.Smoke {
+			say("Stopped.")
 		}
 	}()
 
@@ -283,11 +285,12 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		case <-ctx.Done():
 			say("\nStopping bubbled, Dendrite and the simulated modem …")
 			return rep, nil
+		// The cleanups report the details (exit status, the end of the log).
 		case <-proc.done:
-			return rep, proc.exited()
+			return rep, errors.New("bubbled stopped while the trial was running")
 		case <-tick.C:
-			if err := hs.Err(); err != nil {
-				return rep, err
+			if hs.Err() != nil {
+				return rep, errors.New("Dendrite stopped while the trial was running")
 			}
 		}
 	}
@@ -386,13 +389,14 @@ homeserver URL:
     Username:        %[2]s        (Matrix ID %[3]s)
     Password:        %[4]s
 
-Your direct chat with the bridge bot %[5]s is already open and the simulated
+Your direct chat with the bridge bot %[5]s is open and the simulated
 line %[6]s is logged in. Text the line from the simulated phone %[7]s:
 
     curl -d 'Hello from the phone' '%[8]s/sms?from=%%2B%[9]s'
 
-The message appears in an end-to-end encrypted room with %[10]s; what you
-write there leaves as an SMS. See what the bridge sent to the simulated network:
+The message appears in an end-to-end encrypted room with
+%[10]s; what you write there leaves as an SMS.
+See what the bridge sent to the simulated network:
 
     curl %[8]s/sent
 

@@ -1,0 +1,185 @@
+package bridge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+)
+
+// pushReceipt plays the homeserver: it pushes a read receipt of user on
+// eventID to bubbled's appservice endpoint as an ephemeral event
+// (MSC2409), because Dendrite does not push receipts to appservices.
+func (e *env) pushReceipt(room id.RoomID, eventID id.EventID, user id.UserID) {
+	e.t.Helper()
+	raw, err := os.ReadFile(e.regPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var reg struct {
+		HSToken string `yaml:"hs_token"`
+	}
+	if err := yaml.Unmarshal(raw, &reg); err != nil {
+		e.t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{
+		"events": []any{},
+		"ephemeral": []any{map[string]any{
+			"type":    "m.receipt",
+			"room_id": room,
+			"content": map[string]any{string(eventID): map[string]any{"m.read": map[string]any{string(user): map[string]any{"ts": time.Now().UnixMilli()}}}},
+		}},
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/test-%d", e.asPort, time.Now().UnixNano())
+	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+reg.HSToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("pushing the receipt: HTTP %d", resp.StatusCode)
+	}
+}
+
+// sentCount is how many messages the simulated modem has sent.
+func (e *env) sentCount() int { return len(e.sim.Sent()) }
+
+// waitJoined waits until u's client sees member joined in room.
+func (u *user) waitJoined(room id.RoomID, member id.UserID) {
+	u.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		members, err := u.cli.JoinedMembers(context.Background(), room)
+		if err == nil {
+			if _, ok := members.Joined[member]; ok {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	u.t.Fatalf("%s did not join %s", member, room)
+}
+
+// TestRouteLadder is the blue-bubble scenario matrix: a contact whose
+// number is registered on Matrix (static directory table) is invited into
+// the portal; messages then go through Matrix itself, fall back to SMS when
+// not confirmed in time, and follow a pinned route.
+func TestRouteLadder(t *testing.T) {
+	const bobNumber = "+15557654321"
+	bobID := id.UserID("@bob:localhost")
+	e := newEnvWith(t, envOptions{
+		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		network: `  directory:
+    static:
+      "+15557654321": "@bob:localhost"
+  fallback:
+    order: [matrix, rcs, sms]
+    confirm_timeout: 4s`,
+	})
+	alice := e.newUser("alice")
+	bob := e.newUser("bob")
+	e.login(alice)
+	mgmt := alice.managementRoom()
+	alice.command(mgmt, "start-chat "+bobNumber, 30*time.Second, func(b string) bool { return strings.Contains(b, "Created chat") })
+	var portal id.RoomID
+	for deadline := time.Now().Add(30 * time.Second); portal == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if rooms := alice.roomsWith(ghostMXID(bobNumber)); len(rooms) == 1 {
+			portal = rooms[0]
+		}
+	}
+	if portal == "" {
+		t.Fatalf("no portal; log:\n%s", e.tail())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	// Invited but not joined: the first message goes as SMS, and bob is invited.
+	if _, err := alice.cli.SendText(ctx, portal, "first, before bob joined"); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := e.sim.WaitSent(ctx, 1)
+	if err != nil || sent[0].Text != "first, before bob joined" || sent[0].To != bobNumber {
+		t.Fatalf("first message: modem got %+v, %v; log:\n%s", sent, err, e.tail())
+	}
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "invited them") })
+	alice.waitJoined(portal, bobID) // bob's client joins the invite by itself
+	time.Sleep(time.Second)         // let the bridge see the join too
+
+	// Registered and joined: the message goes through Matrix; bob decrypts
+	// it; read in time, the modem sends nothing.
+	resp, err := alice.cli.SendText(ctx, portal, "second, end-to-end encrypted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evt, _ := bob.waitMessage(30*time.Second, alice.cli.UserID, func(b string) bool { return b == "second, end-to-end encrypted" })
+	if !evt.Mautrix.WasEncrypted {
+		t.Errorf("bob's copy was not end-to-end encrypted")
+	}
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool {
+		return strings.Contains(b, "is on Matrix as @bob:localhost") && strings.Contains(b, "end-to-end encrypted")
+	})
+	e.pushReceipt(portal, resp.EventID, bobID)
+	time.Sleep(6 * time.Second) // past the 4 s confirm timeout
+	if n := e.sentCount(); n != 1 {
+		t.Fatalf("the modem sent %d messages, want 1: a message read on Matrix must not go as SMS", n)
+	}
+
+	// Unconfirmed past the timeout: sent as SMS, with a notice.
+	if _, err := alice.cli.SendText(ctx, portal, "third, never read"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitMessage(30*time.Second, alice.cli.UserID, func(b string) bool { return b == "third, never read" })
+	sent, err = e.sim.WaitSent(ctx, 2)
+	if err != nil || sent[1].Text != "third, never read" {
+		t.Fatalf("third message: modem got %+v, %v", sent, err)
+	}
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool {
+		return strings.Contains(b, "Not confirmed on Matrix") && strings.Contains(b, "SMS")
+	})
+
+	// bob writes in the room: a native Matrix message, never sent out and
+	// never answered with an error.
+	if _, err := bob.cli.SendText(ctx, portal, "hello from bob's own account"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(30*time.Second, bobID, func(b string) bool { return b == "hello from bob's own account" })
+
+	// Pinned to SMS: the next message goes as SMS at once.
+	alice.command(portal, "!sms route sms", 30*time.Second, func(b string) bool { return strings.Contains(b, "pinned to sms") })
+	if _, err := alice.cli.SendText(ctx, portal, "fourth, pinned to SMS"); err != nil {
+		t.Fatal(err)
+	}
+	sent, err = e.sim.WaitSent(ctx, 3)
+	if err != nil || sent[2].Text != "fourth, pinned to SMS" {
+		t.Fatalf("fourth message: modem got %+v, %v", sent, err)
+	}
+	time.Sleep(time.Second)
+	if n := e.sentCount(); n != 3 {
+		t.Errorf("the modem sent %d messages, want 3 (bob's own message must not go out)", n)
+	}
+	for _, n := range alice.noticeTexts() {
+		if strings.Contains(n, "not logged in") || strings.Contains(n, "not bridged") {
+			t.Errorf("unexpected error notice: %q", n)
+		}
+	}
+
+	// whois says where the answer came from.
+	alice.command(mgmt, "whois "+bobNumber, 30*time.Second, func(b string) bool {
+		return strings.Contains(b, "@bob:localhost") && strings.Contains(b, "static")
+	})
+	_ = event.EventMessage
+}
