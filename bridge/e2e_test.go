@@ -83,8 +83,10 @@ type envOptions struct {
 	sim modemsim.Options
 	// postgres selects PostgreSQL (this URI) instead of the default SQLite file.
 	postgres string
-	// network is YAML added to the config's network section (4 spaces deep).
+	// network is YAML added to the config's network section (2 spaces deep).
 	network string
+	// networkFor, when set, makes that YAML from the homeserver's URL.
+	networkFor func(hsURL string) string
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -110,6 +112,9 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	e.cfgPath = filepath.Join(e.dir, "config.yaml")
 	e.regPath = filepath.Join(e.dir, "registration.yaml")
 	e.logPath = filepath.Join(e.dir, "bubbled.log")
+	if o.networkFor != nil {
+		o.network += "\n" + o.networkFor(fmt.Sprintf("http://127.0.0.1:%d", hsPort))
+	}
 	dbConfig := "type: sqlite3-fk-wal\n  uri: file:bubbled.db?_txlock=immediate"
 	if postgresURI != "" {
 		dbConfig = "type: postgres\n  uri: " + postgresURI
