@@ -372,8 +372,7 @@ func dendriteStoppedBySignal(ctx context.Context, err error) bool {
 	}
 	msg := err.Error()
 	return strings.HasPrefix(msg, "dendrite exited on its own (<nil>)") ||
-		strings.HasPrefix(msg, "dendrite exited on its own (signal: interrupt)") ||
-		strings.HasPrefix(msg, "dendrite exited on its own (exit status 0)")
+		strings.HasPrefix(msg, "dendrite exited on its own (signal: interrupt)")
 }
 
 // printInstructions tells the person how to use the running trial.
