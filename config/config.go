@@ -98,6 +98,52 @@ type Network struct {
 	Directory Directory `yaml:"directory"`
 	// Fallback orders the routes a message may take and when it falls back.
 	Fallback Fallback `yaml:"fallback"`
+	// RCS is the RCS provider (a business messaging agent); off by default.
+	RCS RCS `yaml:"rcs"`
+}
+
+// RCS is network.rcs: the RCS route through a provider's REST API.
+type RCS struct {
+	// Provider is rbm (Google RCS Business Messaging), maap (a GSMA MaaP
+	// chatbot platform) or "" (no RCS route).
+	Provider string `yaml:"provider"`
+	// WebhookPath is where the provider's webhooks are served on the
+	// appservice listener (default /rcs: /rcs/rbm, /rcs/maap).
+	WebhookPath string `yaml:"webhook_path"`
+	// CapabilityTTLReachable is how long "this number can get RCS" is reused (24h).
+	CapabilityTTLReachable time.Duration `yaml:"capability_ttl_reachable"`
+	// CapabilityTTLUnreachable is how long "no RCS" is reused (6h).
+	CapabilityTTLUnreachable time.Duration `yaml:"capability_ttl_unreachable"`
+	// MessageTTL is the time-to-live given to each RCS message (4h).
+	MessageTTL time.Duration `yaml:"message_ttl"`
+	// RBM configures Google RCS Business Messaging.
+	RBM RBM `yaml:"rbm"`
+	// MaaP configures a GSMA MaaP chatbot platform.
+	MaaP MaaP `yaml:"maap"`
+}
+
+// RBM is network.rcs.rbm.
+type RBM struct {
+	AgentID            string `yaml:"agent_id"`
+	ServiceAccountFile string `yaml:"service_account_file"`
+	WebhookClientToken string `yaml:"webhook_client_token"`
+	BaseURL            string `yaml:"base_url"`
+	TokenURL           string `yaml:"token_url"`
+}
+
+// MaaP is network.rcs.maap.
+type MaaP struct {
+	BotID                  string   `yaml:"bot_id"`
+	BaseURL                string   `yaml:"base_url"`
+	APIVersion             string   `yaml:"api_version"`
+	TokenURL               string   `yaml:"token_url"`
+	ClientID               string   `yaml:"client_id"`
+	ClientSecret           string   `yaml:"client_secret"`
+	CredentialsInBody      bool     `yaml:"credentials_in_body"`
+	Scopes                 []string `yaml:"scopes"`
+	WebhookAuth            string   `yaml:"webhook_auth"`
+	WebhookSecret          string   `yaml:"webhook_secret"`
+	WebhookSignatureHeader string   `yaml:"webhook_signature_header"`
 }
 
 // Directory is network.directory: "is this number on Matrix?".

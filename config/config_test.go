@@ -184,6 +184,24 @@ func TestLoadProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "rcs provider without its settings",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, `provider: ""`, `provider: rbm`)
+			},
+			want: [][]string{
+				{"network.rcs.rbm.agent_id:", "is empty"},
+				{"network.rcs.rbm.service_account_file:", "is empty"},
+				{"network.rcs.rbm.webhook_client_token:", "hidden", "shorter than 8"},
+			},
+		},
+		{
+			name: "unknown rcs provider",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, `provider: ""`, `provider: carrier-pigeon`)
+			},
+			want: [][]string{{"network.rcs.provider:", `"carrier-pigeon"`, "is not an RCS provider"}},
+		},
+		{
 			name: "bad fallback order",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, "order: [matrix, rcs, sms]", "order: [matrix, carrier-pigeon, matrix]")

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
 	"github.com/spf13/viper"
@@ -269,6 +270,71 @@ func (c *Config) validateNetwork(ch *checker) {
 	}
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
+	c.validateRCS(ch)
+}
+
+func (c *Config) validateRCS(ch *checker) {
+	r := c.Network.RCS
+	key := func(k ...string) []string { return append([]string{"network", "rcs"}, k...) }
+	hidden := func(s string) string { return fmt.Sprintf("(hidden, %d characters)", len(s)) }
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"capability_ttl_reachable", r.CapabilityTTLReachable}, {"capability_ttl_unreachable", r.CapabilityTTLUnreachable}, {"message_ttl", r.MessageTTL}} {
+		if d.v <= 0 {
+			ch.add(key(d.name), d.v.String(), "is not a positive duration", "write e.g. 4h")
+		}
+	}
+	if !strings.HasPrefix(r.WebhookPath, "/") || strings.HasPrefix(r.WebhookPath, "/_matrix") {
+		ch.add(key("webhook_path"), q(r.WebhookPath), "is not a path of its own", "write a path starting with / outside /_matrix, e.g. /rcs")
+	}
+	switch r.Provider {
+	case "":
+	case "rbm":
+		b := r.RBM
+		if b.AgentID == "" {
+			ch.add(key("rbm", "agent_id"), q(b.AgentID), "is empty", "write your RBM agent's ID from the Business Communications console")
+		}
+		if b.ServiceAccountFile == "" {
+			ch.add(key("rbm", "service_account_file"), q(b.ServiceAccountFile), "is empty", "write the path of the agent's service-account key (JSON)")
+		} else if _, err := os.Stat(b.ServiceAccountFile); err != nil {
+			ch.add(key("rbm", "service_account_file"), q(b.ServiceAccountFile), "cannot be read ("+err.Error()+")", "write the path of the agent's service-account key (JSON)")
+		}
+		if len(b.WebhookClientToken) < 8 {
+			ch.add(key("rbm", "webhook_client_token"), hidden(b.WebhookClientToken), "is shorter than 8 characters", "write the client token you entered for the agent's webhook, a long random string")
+		}
+		for _, u := range []struct{ k, v string }{{"base_url", b.BaseURL}, {"token_url", b.TokenURL}} {
+			if u.v != "" && !isHTTPURL(u.v) {
+				ch.add(key("rbm", u.k), q(u.v), "is not an http(s) URL", `write a URL, or "" for the default`)
+			}
+		}
+	case "maap":
+		m := r.MaaP
+		for _, f := range []struct{ k, v, fix string }{
+			{"bot_id", m.BotID, "write the chatbot's ID from your MaaP platform"},
+			{"client_id", m.ClientID, "write the OAuth client ID your MaaP platform gave you"},
+		} {
+			if f.v == "" {
+				ch.add(key("maap", f.k), q(f.v), "is empty", f.fix)
+			}
+		}
+		for _, u := range []struct{ k, v string }{{"base_url", m.BaseURL}, {"token_url", m.TokenURL}} {
+			if !isHTTPURL(u.v) {
+				ch.add(key("maap", u.k), q(u.v), "is not an http(s) URL", "write the platform's URL, e.g. https://maap.example-carrier.com")
+			}
+		}
+		if m.ClientSecret == "" {
+			ch.add(key("maap", "client_secret"), hidden(m.ClientSecret), "is empty", "write the OAuth client secret your MaaP platform gave you")
+		}
+		if m.WebhookAuth != "hmac-sha256" && m.WebhookAuth != "bearer" {
+			ch.add(key("maap", "webhook_auth"), q(m.WebhookAuth), "is not a webhook authentication scheme", "write hmac-sha256 or bearer")
+		}
+		if len(m.WebhookSecret) < 8 {
+			ch.add(key("maap", "webhook_secret"), hidden(m.WebhookSecret), "is shorter than 8 characters", "write the secret your platform signs webhooks with")
+		}
+	default:
+		ch.add(key("provider"), q(r.Provider), "is not an RCS provider", `write rbm, maap, or "" to turn RCS off`)
+	}
 }
 
 func (c *Config) validateDirectory(ch *checker, region string) {
