@@ -34,8 +34,11 @@ func smsFeatures(maxParts int) *event.RoomFeatures {
 	}
 }
 
-// GetCapabilities returns the room features of a portal (all portals are SMS
-// conversations for now).
+// GetCapabilities returns the room features of a portal: an RCS conversation
+// (its last message went by RCS) can do more than an SMS one.
 func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	if cl.conn.rcs != nil && portalMeta(portal).LastRoute == "rcs" {
+		return rcsFeatures()
+	}
 	return smsFeatures(cl.conn.cfg.SMS.MaxParts)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/directory"
+	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
 )
@@ -34,8 +35,10 @@ type Connector struct {
 	log *zap.Logger
 
 	// dir and router are set by Start and read-only afterwards.
-	dir    *directory.Directory
-	router *fallback.Router
+	dir     *directory.Directory
+	router  *fallback.Router
+	rcs     *rcsTransport       // nil without network.rcs.provider
+	rcsHook *rcs.WebhookHandler // nil without network.rcs.provider
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -76,6 +79,9 @@ func (c *Connector) Start(ctx context.Context) error {
 func (c *Connector) Stop() {
 	if c.router != nil {
 		_ = c.router.Close()
+	}
+	if c.rcsHook != nil {
+		c.rcsHook.Stop()
 	}
 }
 

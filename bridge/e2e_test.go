@@ -255,6 +255,8 @@ type user struct {
 	mu       sync.Mutex
 	messages map[id.RoomID][]*event.Event // decrypted or plain m.room.message events from others
 	notices  []string
+	statuses []*event.Event // com.beeper.message_send_status events
+	receipts []*event.Event // m.receipt events
 	changed  chan struct{}
 }
 
@@ -295,6 +297,19 @@ func (e *env) newUser(name string) *user {
 		default:
 		}
 	})
+	record := func(list *[]*event.Event) func(context.Context, *event.Event) {
+		return func(_ context.Context, evt *event.Event) {
+			u.mu.Lock()
+			*list = append(*list, evt)
+			u.mu.Unlock()
+			select {
+			case u.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	syncer.OnEventType(event.BeeperMessageStatus, record(&u.statuses))
+	syncer.OnEventType(event.EphemeralEventReceipt, record(&u.receipts))
 	syncCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = cli.SyncWithContext(syncCtx) }()
@@ -322,6 +337,26 @@ func (u *user) waitMessage(timeout time.Duration, sender id.UserID, match func(b
 		case <-time.After(200 * time.Millisecond):
 		case <-deadline:
 			u.t.Fatalf("timed out waiting for a message from %s; have: %s", sender, u.dump())
+		}
+	}
+}
+
+// waitFor waits until check, run under u's lock, returns true.
+func (u *user) waitFor(what string, timeout time.Duration, check func() bool) {
+	u.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		u.mu.Lock()
+		ok := check()
+		u.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-u.changed:
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			u.t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }

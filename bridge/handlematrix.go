@@ -59,9 +59,13 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		return nil, sendErrorStatus(err)
 	}
 	cl.log.Info("sent a message", zap.String("to", MaskNumber(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
+	msgID := networkid.MessageID("out:" + string(msg.Event.ID))
+	if rcpt.Route == fallback.RouteRCS {
+		msgID = networkid.MessageID(rcsOutPrefix + rcpt.RemoteID)
+	}
 	return &bridgev2.MatrixMessageResponse{
 		DB: &database.Message{
-			ID:       networkid.MessageID("out:" + string(msg.Event.ID)),
+			ID:       msgID,
 			SenderID: UserIDForNumber(cl.meta.Number),
 			Metadata: &MessageMetadata{Route: string(rcpt.Route), Parts: rcpt.Parts, RemoteID: rcpt.RemoteID},
 		},

@@ -66,6 +66,13 @@ func (c *Connector) startRouter(ctx context.Context) error {
 		return fmt.Errorf("set up the directory (network.directory): %w", err)
 	}
 	c.dir = dir
+	if err := c.startRCS(ctx); err != nil {
+		return err
+	}
+	transports := []fallback.Transport{&matrixTransport{conn: c}, &smsTransport{conn: c}}
+	if c.rcs != nil {
+		transports = append(transports, c.rcs)
+	}
 	order := make([]fallback.Route, 0, len(c.cfg.Fallback.Order))
 	for _, r := range c.cfg.Fallback.Order {
 		rt, err := fallback.ParseRoute(r)
@@ -76,7 +83,7 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	}
 	c.router, err = fallback.New(fallback.Options{
 		Order:          order,
-		Transports:     []fallback.Transport{&matrixTransport{conn: c}, &smsTransport{conn: c}},
+		Transports:     transports,
 		Directory:      directoryAdapter{dir},
 		Notifier:       &notices{conn: c},
 		ConfirmTimeout: c.cfg.Fallback.ConfirmTimeout,
@@ -281,6 +288,9 @@ func (n *notices) RouteChanged(ctx context.Context, ch fallback.RouteChange) {
 }
 
 func (n *notices) MessageFellBack(ctx context.Context, f fallback.FellBack) {
+	if f.From == fallback.RouteRCS && f.Err == nil && n.conn.rcs != nil {
+		n.conn.rcs.revoke(ctx, f.Message.To, f.Message.ID)
+	}
 	n.conn.noticeConv(ctx, f.Message.Conversation, f.Text())
 }
 

@@ -1,0 +1,152 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+
+	"github.com/bubbled/bubbled/connectors/rcs"
+	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+)
+
+// TestRCSRoute runs the RCS rung on Dendrite against the in-repo RBM fake:
+// a message to an RCS-capable number leaves by RCS (not by the modem),
+// DELIVERED and READ come back as receipts in Matrix, an inbound RCS message
+// lands in the contact's room, and a message that is never delivered is
+// revoked and re-sent as SMS with a notice.
+func TestRCSRoute(t *testing.T) {
+	const contact = "+15557654321"
+	fake, err := rbmfake.Start(rbmfake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	fake.SetCapabilities(contact, "RICHCARD_STANDALONE", "ACTION_DIAL")
+	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
+	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, envOptions{
+		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		network: fmt.Sprintf(`  fallback:
+    confirm_timeout: 4s
+  rcs:
+    provider: rbm
+    message_ttl: 1h
+    rbm:
+      agent_id: %s
+      service_account_file: %s
+      webhook_client_token: %s
+      base_url: %s
+      token_url: %s`, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL()),
+	})
+	webhook := fmt.Sprintf("http://127.0.0.1:%d/rcs/rbm", e.asPort)
+	alice := e.newUser("alice")
+	e.login(alice)
+	ghost := ghostMXID(contact)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	// Inbound RCS lands in the contact's (new) room.
+	if _, res, err := fake.PushUserMessage(ctx, webhook, contact, "hello over RCS"); err != nil || res.Status != 200 {
+		t.Fatalf("push: %+v %v; log:\n%s", res, err, e.tail())
+	}
+	_, portal := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "hello over RCS" })
+
+	// Outbound to an RCS-capable number leaves by RCS; the modem sees nothing.
+	resp, err := alice.cli.SendText(ctx, portal, "answer by RCS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg rbmfake.Message
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m := fake.Messages(); len(m) == 1 {
+			msg = m[0]
+			break
+		}
+	}
+	if msg.Text != "answer by RCS" || msg.Phone != contact {
+		t.Fatalf("RBM got %+v; log:\n%s", fake.Messages(), e.tail())
+	}
+	if want := rcs.MessageID(string(resp.EventID), 0); msg.MessageID != want {
+		t.Errorf("RCS message ID %s, want %s (derived from the Matrix event ID)", msg.MessageID, want)
+	}
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "RCS") })
+
+	// DELIVERED and READ come back as receipts.
+	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "DELIVERED", msg.MessageID); err != nil || res.Status != 200 {
+		t.Fatalf("push DELIVERED: %+v %v", res, err)
+	}
+	alice.waitFor("a delivery status for the RCS message", 30*time.Second, func() bool {
+		for _, st := range alice.statuses {
+			c, ok := st.Content.Parsed.(*event.BeeperMessageStatusEventContent)
+			if ok && c.RelatesTo.EventID == resp.EventID && c.DeliveredToUsers != nil && len(*c.DeliveredToUsers) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "READ", msg.MessageID); err != nil || res.Status != 200 {
+		t.Fatalf("push READ: %+v %v", res, err)
+	}
+	alice.waitFor("the contact's read receipt", 30*time.Second, func() bool {
+		for _, r := range alice.receipts {
+			for evtID, byType := range *r.Content.AsReceipt() {
+				if evtID == resp.EventID {
+					if _, ok := byType[event.ReceiptTypeRead][ghost]; ok {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	time.Sleep(5 * time.Second) // past the confirm timeout: delivered, so no SMS
+	if n := e.sentCount(); n != 0 {
+		t.Fatalf("the modem sent %d messages for a delivered RCS message", n)
+	}
+
+	// Never delivered: revoked and sent as SMS, with a notice.
+	resp2, err := alice.cli.SendText(ctx, portal, "this one is never delivered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err := e.sim.WaitSent(ctx, 1)
+	if err != nil || sent[0].Text != "this one is never delivered" || sent[0].To != contact {
+		t.Fatalf("modem got %+v, %v; log:\n%s", sent, err, e.tail())
+	}
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "Not confirmed by RCS") })
+	revoked := false
+	for _, r := range fake.Revocations() {
+		if r.MessageID == rcs.MessageID(string(resp2.EventID), 0) {
+			revoked = true
+		}
+	}
+	if !revoked {
+		t.Errorf("the undelivered RCS message was not revoked: %+v", fake.Revocations())
+	}
+
+	// A replayed webhook event is handled once.
+	data, _ := fake.UserMessage(contact, "only once")
+	for i := 0; i < 2; i++ {
+		if res, err := fake.Push(ctx, webhook, data, rbmfake.Signed); err != nil || res.Status != 200 {
+			t.Fatalf("push %d: %+v %v", i, res, err)
+		}
+	}
+	alice.waitMessage(30*time.Second, ghost, func(b string) bool { return b == "only once" })
+	time.Sleep(time.Second)
+	if n := alice.count(ghost, "only once"); n != 1 {
+		t.Errorf("a replayed RCS message arrived %d times", n)
+	}
+	// A tampered one is refused.
+	if res, err := fake.Push(ctx, webhook, data, rbmfake.Tampered); err != nil || res.Status != 401 {
+		t.Errorf("tampered push answered %+v %v, want 401", res, err)
+	}
+}
