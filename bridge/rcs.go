@@ -59,7 +59,7 @@ func (c *Connector) startRCS(ctx context.Context) error {
 	if err := rcs.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return fmt.Errorf("upgrade RCS tables: %w", err)
 	}
-	c.rcs = &rcsTransport{conn: c, prov: prov, cache: map[string]rcsCapability{}, unsubscribed: map[string]bool{}}
+	c.rcs = newRCSTransport(prov, rc.CapabilityTTLReachable, rc.CapabilityTTLUnreachable, rc.MessageTTL, c.log.Named("rcs"))
 	wh.PathPrefix = rc.WebhookPath
 	wh.Store = rcs.NewDBEventStore(c.br.DB.Database)
 	wh.Consumer = c.handleRCSEvent
@@ -90,12 +90,21 @@ type rcsCapability struct {
 // for network.rcs.capability_ttl_reachable / _unreachable; a contact who
 // unsubscribed gets SMS only until they subscribe again.
 type rcsTransport struct {
-	conn *Connector
-	prov rcs.Provider
+	prov                     rcs.Provider
+	reachableTTL, unreachTTL time.Duration
+	messageTTL               time.Duration
+	log                      *zap.Logger
 
 	mu           sync.Mutex // guards cache and unsubscribed
 	cache        map[string]rcsCapability
 	unsubscribed map[string]bool
+}
+
+// newRCSTransport wraps a provider with the capability lifetimes and the
+// messages' time-to-live.
+func newRCSTransport(prov rcs.Provider, reachableTTL, unreachableTTL, messageTTL time.Duration, log *zap.Logger) *rcsTransport {
+	return &rcsTransport{prov: prov, reachableTTL: reachableTTL, unreachTTL: unreachableTTL, messageTTL: messageTTL, log: log,
+		cache: map[string]rcsCapability{}, unsubscribed: map[string]bool{}}
 }
 
 var (
@@ -124,9 +133,9 @@ func (t *rcsTransport) Reachable(ctx context.Context, msg *fallback.Message) (bo
 	if err != nil {
 		return false, err
 	}
-	ttl := t.conn.cfg.RCS.CapabilityTTLUnreachable
+	ttl := t.unreachTTL
 	if ok {
-		ttl = t.conn.cfg.RCS.CapabilityTTLReachable
+		ttl = t.reachableTTL
 	}
 	t.mu.Lock()
 	t.cache[msg.To] = rcsCapability{reachable: ok, until: now.Add(ttl)}
@@ -154,7 +163,7 @@ func (t *rcsTransport) setSubscribed(e164 string, subscribed bool) {
 // Send sends msg by RCS. The provider's message ID is derived from the Matrix
 // event ID, so a retry is never a second message.
 func (t *rcsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallback.Receipt, error) {
-	id, err := t.prov.Send(ctx, msg.To, &rcs.OutboundMessage{EventID: msg.ID, Text: msg.Text, TTL: t.conn.cfg.RCS.MessageTTL})
+	id, err := t.prov.Send(ctx, msg.To, &rcs.OutboundMessage{EventID: msg.ID, Text: msg.Text, TTL: t.messageTTL})
 	switch {
 	case err == nil:
 		return &fallback.Receipt{Route: fallback.RouteRCS, RemoteID: id, Parts: 1}, nil
@@ -162,7 +171,7 @@ func (t *rcsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallba
 		t.Invalidate(msg.To)
 		return nil, fallback.Unreachable(err)
 	case errors.Is(err, rcs.ErrAuth):
-		t.conn.log.Error("the RCS provider refused bubbled's credentials; messages go by the next route until network.rcs is fixed", zap.Error(err))
+		t.log.Error("the RCS provider refused bubbled's credentials; messages go by the next route until network.rcs is fixed", zap.Error(err))
 		return nil, fallback.Unreachable(err)
 	case errors.Is(err, rcs.ErrTemporary):
 		return nil, fallback.Temporary(err)
@@ -177,7 +186,7 @@ func (t *rcsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallba
 // contact does not get it twice.
 func (t *rcsTransport) revoke(ctx context.Context, to, eventID string) {
 	if err := t.prov.Revoke(ctx, to, rcs.MessageID(eventID, 0)); err != nil && !errors.Is(err, rcs.ErrNotRCS) {
-		t.conn.log.Warn("failed to revoke an undelivered RCS message", zap.Error(err))
+		t.log.Warn("failed to revoke an undelivered RCS message", zap.Error(err))
 	}
 }
 

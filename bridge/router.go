@@ -69,7 +69,7 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	if err := c.startRCS(ctx); err != nil {
 		return err
 	}
-	transports := []fallback.Transport{&matrixTransport{conn: c}, &smsTransport{conn: c}}
+	transports := []fallback.Transport{&matrixTransport{conn: c}, &smsTransport{lineFor: c.lineFor}}
 	if c.rcs != nil {
 		transports = append(transports, c.rcs)
 	}
@@ -139,7 +139,19 @@ func (a directoryAdapter) Lookup(ctx context.Context, e164 string) (fallback.Ans
 func (a directoryAdapter) Invalidate(e164 string) { a.d.Invalidate(e164) }
 
 // smsTransport sends through the conversation's own line (modem).
-type smsTransport struct{ conn *Connector }
+type smsTransport struct {
+	// lineFor returns the line of a login ID, or nil when it is not connected.
+	lineFor func(loginID string) *sms.Line
+}
+
+// lineFor returns the connected line of a login, or nil.
+func (c *Connector) lineFor(loginID string) *sms.Line {
+	cl := c.clientFor(networkid.UserLoginID(loginID))
+	if cl == nil {
+		return nil
+	}
+	return cl.currentLine()
+}
 
 var (
 	_ fallback.Transport = (*smsTransport)(nil)
@@ -157,13 +169,9 @@ func (t *smsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallba
 	if !strings.HasPrefix(msg.To, "+") && !isDigits(msg.To) {
 		return nil, fallback.Unreachable(errors.New("the contact has no number to text"))
 	}
-	cl := t.conn.clientFor(networkid.UserLoginID(msg.Line))
-	if cl == nil {
-		return nil, fallback.Temporary(errors.New("the line is not logged in"))
-	}
-	line := cl.currentLine()
+	line := t.lineFor(msg.Line)
 	if line == nil {
-		return nil, fallback.Temporary(errors.New("the modem is not connected"))
+		return nil, fallback.Temporary(errors.New("the line is not logged in, or its modem is not connected"))
 	}
 	res, err := line.Send(ctx, msg.To, msg.Text)
 	switch {
