@@ -177,6 +177,29 @@ func TestRouteLadder(t *testing.T) {
 		}
 	}
 
+	// Back to automatic; bob leaves mid-conversation: the next message goes
+	// as SMS, and bob is not invited again.
+	alice.command(portal, "!sms route auto", 30*time.Second, func(b string) bool { return strings.Contains(b, "best route") })
+	if _, err := bob.cli.LeaveRoom(ctx, portal); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // let the bridge see the leave
+	if _, err := alice.cli.SendText(ctx, portal, "fifth, after bob left"); err != nil {
+		t.Fatal(err)
+	}
+	sent, err = e.sim.WaitSent(ctx, 4)
+	if err != nil || sent[3].Text != "fifth, after bob left" {
+		t.Fatalf("fifth message: modem got %+v, %v", sent, err)
+	}
+	time.Sleep(time.Second)
+	if rooms, _ := bob.cli.JoinedRooms(ctx); rooms != nil {
+		for _, r := range rooms.JoinedRooms {
+			if r == portal {
+				t.Errorf("bob was invited back into the portal after leaving")
+			}
+		}
+	}
+
 	// whois says where the answer came from.
 	alice.command(mgmt, "whois "+bobNumber, 30*time.Second, func(b string) bool {
 		return strings.Contains(b, "@bob:localhost") && strings.Contains(b, "static")
