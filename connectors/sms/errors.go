@@ -28,6 +28,10 @@ var ErrClosed = errors.New("the modem port is closed")
 // PDU mode, so such a modem cannot be used.
 var ErrNoPDUMode = errors.New("the modem refused PDU mode (AT+CMGF=0); bubbled needs a modem that supports SMS PDU mode")
 
+// ErrPUKRequired reports a SIM blocked after too many wrong PINs: it needs
+// its PUK (enter it in a phone). The Line never tries a PIN on such a SIM.
+var ErrPUKRequired = errors.New("the SIM is blocked and needs its PUK (unblock it in a phone); no PIN was tried")
+
 // ErrNotOpen reports a call that needs Open first.
 var ErrNotOpen = errors.New("the SMS line is not open")
 

@@ -45,8 +45,16 @@ type guard struct {
 	// lastFinal is the value of written when the last final result code
 	// passed to the at package.
 	lastFinal uint64
-	// pending counts final result codes still owed by abandoned commands.
-	pending int
+	// pending counts final result codes still owed by abandoned commands;
+	// abandoned lists their sequence numbers, oldest first.
+	pending   int
+	abandoned []uint64
+	// late records, per command sequence number, the "+CMGS: <mr>" line and
+	// the final result code seen for it (also when they were dropped as the
+	// late reply of an abandoned command), so a timed-out +CMGS whose reply
+	// arrives during resynchronisation is credited to its part. Only the
+	// most recent few commands are kept.
+	late map[uint64]*lateReply
 	// drained is closed when pending drops to zero.
 	drained chan struct{}
 	// urcs are complete indications in wire order, popped by nextURC.
@@ -155,7 +163,7 @@ func (g *guard) keep(line string) bool {
 		switch urc {
 		case "+CMT:", "+CDS:":
 			g.trailer, g.head = true, line
-		case "+CMTI:", "+CDSI:":
+		case "+CMTI:", "+CDSI:", "+CUSD:", "RING", "+CLIP:":
 			g.queueURC(line)
 		}
 		return true
@@ -163,6 +171,13 @@ func (g *guard) keep(line string) bool {
 	final := isFinal(line)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	owner := g.written
+	if g.pending > 0 && len(g.abandoned) > 0 {
+		owner = g.abandoned[0]
+	}
+	if strings.HasPrefix(line, "+CMGS:") || final {
+		g.recordLate(owner, line, final)
+	}
 	if g.pending == 0 {
 		if final {
 			g.lastFinal = g.written
@@ -172,11 +187,58 @@ func (g *guard) keep(line string) bool {
 	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", redactLine(line)))
 	if final {
 		g.pending--
+		if len(g.abandoned) > 0 {
+			g.abandoned = g.abandoned[1:]
+		}
 		if g.pending == 0 {
+			g.abandoned = nil
 			close(g.drained)
 		}
 	}
 	return false
+}
+
+// lateReply is what the guard saw for one command: its +CMGS line and its
+// final result code.
+type lateReply struct {
+	cmgs  string
+	final string
+}
+
+// recordLate notes a +CMGS line or a final result code of command seq.
+// Called with mu held.
+func (g *guard) recordLate(seq uint64, line string, final bool) {
+	if g.late == nil {
+		g.late = map[uint64]*lateReply{}
+	}
+	r := g.late[seq]
+	if r == nil {
+		r = &lateReply{}
+		g.late[seq] = r
+		for k := range g.late {
+			if k+16 < seq {
+				delete(g.late, k)
+			}
+		}
+	}
+	if final {
+		if r.final == "" {
+			r.final = line
+		}
+	} else if r.cmgs == "" {
+		r.cmgs = line
+	}
+}
+
+// reply returns what was seen for command seq: its +CMGS line and final
+// result code ("" when none came).
+func (g *guard) reply(seq uint64) (cmgs, final string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.late[seq]; r != nil {
+		return r.cmgs, r.final
+	}
+	return "", ""
 }
 
 func (g *guard) queueURC(lines ...string) {
@@ -229,6 +291,19 @@ func (g *guard) abandon(seq uint64) {
 		g.drained = make(chan struct{})
 	}
 	g.pending++
+	g.abandoned = append(g.abandoned, seq)
+}
+
+// owe records that the final of command seq is still to come and must be
+// dropped, whatever passed before.
+func (g *guard) owe(seq uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == 0 {
+		g.drained = make(chan struct{})
+	}
+	g.pending++
+	g.abandoned = append(g.abandoned, seq)
 }
 
 // owed returns the number of finals still owed and a channel closed when
@@ -245,6 +320,7 @@ func (g *guard) forgive() {
 	defer g.mu.Unlock()
 	if g.pending > 0 {
 		g.pending = 0
+		g.abandoned = nil
 		close(g.drained)
 	}
 }

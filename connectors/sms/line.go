@@ -63,7 +63,45 @@ type Config struct {
 	// OnStateChange, if set, is called on every state change with the
 	// error that caused it (nil for normal transitions). It runs on the
 	// Line's goroutines and must not block or call back into the Line.
+	// StateRecovering is reported once per rung of the recovery ladder,
+	// with a *RecoveryError naming the rung.
 	OnStateChange func(State, error)
+
+	// OnOutcome receives the outcomes of enqueued messages (see
+	// OutcomeHandler); it may also be set later with SetOutcomeHandler.
+	OnOutcome OutcomeHandler
+	// OnCall receives incoming calls (see CallHandler); nil keeps them in
+	// the database until one is set with SetCallHandler. Calls are hung up
+	// either way.
+	OnCall CallHandler
+	// MaxAttempts bounds the tries of a message refused with temporary
+	// +CMS errors; default DefaultMaxAttempts.
+	MaxAttempts int
+	// RetryBase is the first retry delay after a temporary refusal,
+	// doubled per try with ±20 % jitter; default DefaultRetryBase.
+	RetryBase time.Duration
+	// RetryMax caps the retry delay; default DefaultRetryMax.
+	RetryMax time.Duration
+	// LateReplyGrace is how long a timed-out AT+CMGS whose PDU reached the
+	// modem may still be answered (and credited) before the message is
+	// declared unknown; default DefaultLateReplyGrace.
+	LateReplyGrace time.Duration
+	// RatePerMinute, RatePerDay and RatePerMonth cap the SMS parts the
+	// line sends per rolling minute, per calendar day and per calendar
+	// month (in Location); 0 = no cap.
+	RatePerMinute, RatePerDay, RatePerMonth int
+	// Location is the time zone of the day and month caps; default
+	// time.Local.
+	Location *time.Location
+	// WatchdogInterval is how often the watchdog checks the modem (AT,
+	// AT+CNMI?); default DefaultWatchdogInterval, negative disables it.
+	WatchdogInterval time.Duration
+	// USSDTimeout bounds the wait for the network's answer to USSD;
+	// default DefaultUSSDTimeout.
+	USSDTimeout time.Duration
+	// Clock is the time source of retries, pacing and the watchdog; nil
+	// means the real clock. For tests.
+	Clock Clock
 }
 
 // Message is one complete inbound SMS (all parts joined).
@@ -111,8 +149,13 @@ const (
 	// StateReady means the port is open and the modem initialised.
 	StateReady
 	// StateDisconnected means the port was lost; the Line reopens it with
-	// backoff.
+	// backoff (the last rung of the recovery ladder: waiting for the
+	// device to reappear).
 	StateDisconnected
+	// StateRecovering means the modem stopped answering properly and the
+	// Line is climbing its recovery ladder; the error passed to
+	// OnStateChange is a *RecoveryError naming the rung.
+	StateRecovering
 )
 
 // String returns the state's name.
@@ -124,6 +167,8 @@ func (s State) String() string {
 		return "ready"
 	case StateDisconnected:
 		return "disconnected"
+	case StateRecovering:
+		return "recovering"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -172,6 +217,31 @@ type Line struct {
 	mem       string // message storage in use ("" = modem default)
 	cnmi      string // accepted AT+CNMI setting
 	noCMMS    bool   // AT+CMMS=2 refused once: don't ask again
+	cmmsFor   *modem // the modem AT+CMMS=2 was last sent to
+
+	// stateSig is closed (and replaced) on every state change: a
+	// broadcast for goroutines waiting for the modem.
+	stateSig chan struct{}
+	// enqueued are messages Enqueue stored since the sender last looked;
+	// outKick wakes the sender (its only reader).
+	enqueued  []*outMsg
+	onOutcome OutcomeHandler
+	onCall    CallHandler
+	// ussd is the reply channel of the USSD request in flight, if any.
+	ussd chan ussdReply
+
+	clock       Clock
+	outKick     chan struct{}
+	outcomeKick chan struct{}
+	callKick    chan struct{}
+	// recoverReq asks the run loop to check the modem and climb the
+	// recovery ladder when needed.
+	recoverReq chan error
+	// lastRecovery is the rung that fixed the modem last (for tests and
+	// status).
+	lastRecovery RecoveryStep
+	// call is owned by the run loop.
+	call callState
 }
 
 type startRequest struct {
@@ -194,6 +264,30 @@ func NewLine(cfg Config, db *dbutil.Database, log *zap.Logger, h Handler) *Line 
 	if cfg.ReassemblyTimeout <= 0 {
 		cfg.ReassemblyTimeout = 24 * time.Hour
 	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = DefaultRetryBase
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	if cfg.LateReplyGrace <= 0 {
+		cfg.LateReplyGrace = DefaultLateReplyGrace
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
+	if cfg.WatchdogInterval == 0 {
+		cfg.WatchdogInterval = DefaultWatchdogInterval
+	}
+	if cfg.USSDTimeout <= 0 {
+		cfg.USSDTimeout = DefaultUSSDTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -202,13 +296,22 @@ func NewLine(cfg Config, db *dbutil.Database, log *zap.Logger, h Handler) *Line 
 		cfg:       cfg,
 		log:       log,
 		handler:   h,
-		now:       time.Now,
+		now:       cfg.Clock.Now,
 		after:     time.After,
 		retryBase: time.Second,
 		retryMax:  5 * time.Minute,
 		urcs:      make(chan struct{}, 1),
 		startReq:  make(chan startRequest),
 		kick:      make(chan struct{}, 1),
+
+		clock:       cfg.Clock,
+		onOutcome:   cfg.OnOutcome,
+		onCall:      cfg.OnCall,
+		stateSig:    make(chan struct{}),
+		outKick:     make(chan struct{}, 1),
+		outcomeKick: make(chan struct{}, 1),
+		callKick:    make(chan struct{}, 1),
+		recoverReq:  make(chan error, 1),
 	}
 	l.store = &store{db: db, line: cfg.ID, now: func() time.Time { return l.now() }}
 	return l
@@ -223,12 +326,24 @@ func (l *Line) State() State {
 
 func (l *Line) setState(s State, err error) {
 	l.mu.Lock()
-	changed := l.state != s
+	changed := l.state != s || s == StateRecovering
 	l.state = s
+	if changed {
+		close(l.stateSig)
+		l.stateSig = make(chan struct{})
+	}
 	l.mu.Unlock()
 	if changed && l.cfg.OnStateChange != nil {
 		l.cfg.OnStateChange(s, err)
 	}
+}
+
+// broadcast wakes goroutines waiting for the modem (e.g. after the PIN).
+func (l *Line) broadcast() {
+	l.mu.Lock()
+	close(l.stateSig)
+	l.stateSig = make(chan struct{})
+	l.mu.Unlock()
 }
 
 // current returns the open modem or ErrNotOpen.
@@ -272,8 +387,11 @@ func (l *Line) Open(ctx context.Context) error {
 	}
 	l.m = m
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.wg.Add(1)
+	l.wg.Add(4)
 	go l.run(l.ctx, m)
+	go l.sendLoop(l.ctx)
+	go l.outcomeLoop(l.ctx)
+	go l.callLoop(l.ctx)
 	l.mu.Unlock()
 	l.setState(StateReady, nil)
 	return nil
@@ -353,6 +471,9 @@ func (l *Line) initModem(ctx context.Context, m *modem) error {
 			l.log.Warn("SIM needs a PIN; set it in the config or enter it with EnterPIN")
 		}
 	}
+	if status == "SIM PUK" {
+		l.log.Error("SIM is blocked: it needs its PUK (no PIN is tried); unblock it in a phone", zap.Error(ErrPUKRequired))
+	}
 	if status != "" && status != "READY" {
 		l.log.Info("left SMS setup for later: SIM not ready", zap.String("sim", status))
 		return nil
@@ -422,10 +543,20 @@ func (l *Line) EnterPIN(ctx context.Context, pin string) error {
 	if err != nil {
 		return err
 	}
+	if st, err := l.pinStatus(ctx, m); err == nil && st == "SIM PUK" {
+		return fmt.Errorf("enter SIM PIN: %w", ErrPUKRequired)
+	}
 	if err := l.enterPIN(ctx, m, pin); err != nil {
+		if st, serr := l.pinStatus(ctx, m); serr == nil && st == "SIM PUK" {
+			return fmt.Errorf("enter SIM PIN: %w: %w", ErrPUKRequired, err)
+		}
 		return fmt.Errorf("enter SIM PIN: %w", err)
 	}
-	return l.ensurePDU(ctx, m)
+	if err := l.ensurePDU(ctx, m); err != nil {
+		return err
+	}
+	l.broadcast()
+	return nil
 }
 
 func (l *Line) enterPIN(ctx context.Context, m *modem, pin string) error {

@@ -599,7 +599,7 @@ func TestInitAndDrainWithScriptedModem(t *testing.T) {
 		t.Errorf("got %+v", m)
 	}
 	want := []string{"ATZ", "ATE0", "AT+CMEE=1", "AT+CPIN?", "AT+CMGF=0", "AT+CSMS=1", "AT+CPMS=?",
-		`AT+CPMS="ME","ME","ME"`, "AT+CNMI=2,1,0,0,0", "AT+CNMI=1,1,0,0,0", "AT+CMGL=4", "AT+CMGD=1"}
+		`AT+CPMS="ME","ME","ME"`, "AT+CNMI=2,1,0,0,0", "AT+CNMI=1,1,0,0,0", "AT+CLIP=1", "AT+CMGL=4", "AT+CMGD=1"}
 	if got := p.commands(); !slices.Equal(got, want) {
 		t.Errorf("commands:\n got %q\nwant %q", got, want)
 	}

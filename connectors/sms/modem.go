@@ -37,7 +37,10 @@ type modem struct {
 
 // indications are the unsolicited result codes the Line handles, with the
 // number of trailing lines at must collect after each.
-var indications = map[string]at.TrailingLinesOption{"+CMTI:": 0, "+CMT:": 1, "+CDSI:": 0, "+CDS:": 1}
+var indications = map[string]at.TrailingLinesOption{
+	"+CMTI:": 0, "+CMT:": 1, "+CDSI:": 0, "+CDS:": 1,
+	"+CUSD:": 0, "RING": 0, "+CLIP:": 0,
+}
 
 // newModem wraps an open port. notify is called (from at's goroutines, in
 // no particular order) after each indication; the lines are then waiting
@@ -103,8 +106,13 @@ func (m *modem) command(ctx context.Context, cmd string, timeout time.Duration) 
 
 // smsCommand runs a two-step command (AT<cmd>, "> ", body Ctrl-Z). On a
 // timeout it returns ErrSendUnknown when the body reached the modem, else
-// ErrTimeout.
-func (m *modem) smsCommand(ctx context.Context, cmd, body string, timeout time.Duration) ([]string, error) {
+// ErrTimeout. With grace > 0, a timed-out command whose body reached the
+// modem first waits up to grace (still holding the port, so no other
+// command can be confused by the late answer) for its late reply: a late
+// "+CMGS: <mr>" is credited to it (the info is returned with a nil error:
+// it WAS sent) and a late "+CMS ERROR" is returned as that error (nothing
+// was sent).
+func (m *modem) smsCommand(ctx context.Context, cmd, body string, timeout, grace time.Duration) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.resync(ctx); err != nil {
@@ -123,6 +131,11 @@ func (m *modem) smsCommand(ctx context.Context, cmd, body string, timeout time.D
 	if errors.Is(err, at.ErrDeadlineExceeded) {
 		m.guard.abandon(seq)
 		if m.guard.bodySent(seq) {
+			if grace > 0 {
+				if info, err, ok := m.awaitLate(ctx, seq, grace); ok {
+					return info, err
+				}
+			}
 			return info, fmt.Errorf("AT%s: no answer after %s: %w", cmd, d, ErrSendUnknown)
 		}
 		return info, fmt.Errorf("AT%s: no prompt after %s, nothing sent: %w", cmd, d, ErrTimeout)
@@ -131,6 +144,55 @@ func (m *modem) smsCommand(ctx context.Context, cmd, body string, timeout time.D
 		return info, fmt.Errorf("AT%s: %w", cmd, convertATError(err))
 	}
 	return info, nil
+}
+
+// awaitLate waits up to grace for the final result code of the abandoned
+// command seq and reports what it was: ok is false when none came. Called
+// with mu held.
+func (m *modem) awaitLate(ctx context.Context, seq uint64, grace time.Duration) ([]string, error, bool) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	for {
+		cmgs, final := m.guard.reply(seq)
+		if final != "" {
+			m.log.Info("credited a late modem reply to the timed-out command", zap.String("final", final), zap.String("cmgs", cmgs))
+			if final == "OK" {
+				var info []string
+				if cmgs != "" {
+					info = []string{cmgs}
+				}
+				return info, nil, true
+			}
+			return nil, lateError(final), true
+		}
+		_, drained := m.guard.owed()
+		select {
+		case <-drained:
+			// The final was dropped by the guard and recorded: look again.
+			if _, f := m.guard.reply(seq); f == "" {
+				return nil, nil, false
+			}
+		case <-ctx.Done():
+			return nil, nil, false
+		case <-m.closed():
+			return nil, nil, false
+		case <-t.C:
+			return nil, nil, false
+		}
+	}
+}
+
+// lateError turns a final result code line into our error types.
+func lateError(final string) error {
+	switch {
+	case strings.HasPrefix(final, "+CMS ERROR:"):
+		code, text := parseErrorCode(strings.TrimPrefix(final, "+CMS ERROR:"))
+		return &CMSError{Code: code, Text: text}
+	case strings.HasPrefix(final, "+CME ERROR:"):
+		code, text := parseErrorCode(strings.TrimPrefix(final, "+CME ERROR:"))
+		return &CMEError{Code: code, Text: text}
+	}
+	return fmt.Errorf("late answer %q", final)
 }
 
 // deadline maps ctx's deadline onto the at package's per-command timeout.
@@ -177,11 +239,20 @@ func (m *modem) resync(ctx context.Context) error {
 	m.log.Warn("gave up waiting for the late reply of an abandoned command; probing the modem", zap.Int("owed", n))
 	m.guard.forgive()
 	seq := m.guard.seq() + 1
-	_, err := m.at.Command("", at.WithTimeout(min(m.timeout, probeTimeout)))
+	info, err := m.at.Command("", at.WithTimeout(min(m.timeout, probeTimeout)))
+	var cms at.CMSError
+	var cme at.CMEError
 	switch {
 	case errors.Is(err, at.ErrDeadlineExceeded):
 		m.guard.abandon(seq)
 		return ErrUnresponsive
+	case errors.As(err, &cms), errors.As(err, &cme), err == nil && len(filterURCs("", info)) > 0:
+		// "AT" answers a bare OK: an error or information text is the late
+		// reply of the forgiven command, read in place of the probe's
+		// answer, which is still coming and must be dropped.
+		m.log.Info("read a late reply in place of the resynchronisation probe", zap.Strings("info", info), zap.Error(err))
+		m.guard.owe(seq)
+		return nil
 	case err != nil:
 		return convertATError(err)
 	}

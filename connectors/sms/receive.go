@@ -77,6 +77,7 @@ func (l *Line) run(ctx context.Context, m *modem) {
 	defer l.wg.Done()
 	stale := time.NewTicker(staleCheckInterval)
 	defer stale.Stop()
+	wd := l.watchdogTimer()
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,6 +100,15 @@ func (l *Line) run(ctx context.Context, m *modem) {
 			}
 		case <-stale.C:
 			l.flushStale(ctx)
+		case cause := <-l.recoverReq:
+			if m = l.recover(ctx, m, cause); m == nil {
+				return
+			}
+		case <-wd:
+			if m = l.watchdog(ctx, m); m == nil {
+				return
+			}
+			wd = l.watchdogTimer()
 		}
 	}
 }
@@ -146,6 +156,9 @@ func (l *Line) setupReceive(ctx context.Context, m *modem) error {
 	if err := l.store.prune(ctx, l.now().Add(-pruneAge)); err != nil {
 		l.log.Warn("failed to prune old SMS bookkeeping", zap.Error(err))
 	}
+	if err := l.store.pruneOutbox(ctx, l.now().Add(-outboxKeep)); err != nil {
+		l.log.Warn("failed to prune old outbound SMS", zap.Error(err))
+	}
 	ack := false
 	if _, err := m.command(ctx, "+CSMS=1", 0); err == nil {
 		ack = true
@@ -163,6 +176,10 @@ func (l *Line) setupReceive(ctx context.Context, m *modem) error {
 	if err := l.chooseCNMI(ctx, m); err != nil {
 		return err
 	}
+	// Caller ID for incoming calls (RING + +CLIP), so missed calls name
+	// the caller; modems without it still report RING.
+	_, clipErr := m.command(ctx, "+CLIP=1", 0)
+	l.call.clip = clipErr == nil
 	l.drain(ctx, m)
 	l.flushStale(ctx)
 	return nil
@@ -274,7 +291,8 @@ func cnmiCandidates(statusReports bool) []string {
 	var out []string
 	for _, mt := range []string{"2,1", "1,1", "2,2", "1,2"} {
 		if statusReports {
-			out = append(out, mt+",0,1,0")
+			// +CDS first; else stored reports announced with +CDSI.
+			out = append(out, mt+",0,1,0", mt+",0,2,0")
 		}
 		out = append(out, mt+",0,0,0")
 	}
@@ -345,6 +363,10 @@ func (l *Line) handleURC(ctx context.Context, m *modem, lines []string) {
 			return
 		}
 		l.readStored(ctx, m, p[0], idx)
+	case strings.HasPrefix(head, "+CUSD:"):
+		l.handleCUSD(ctx, m, head)
+	case head == "RING", strings.HasPrefix(head, "+CLIP:"):
+		l.handleRing(ctx, m, head)
 	case strings.HasPrefix(head, "+CMT:"), strings.HasPrefix(head, "+CDS:"):
 		if len(lines) < 2 {
 			l.log.Debug("ignored indication without PDU", zap.String("line", head))
@@ -443,6 +465,19 @@ func (l *Line) processPDU(ctx context.Context, source string, idx int, hexPDU st
 	case pdu.StatusReport:
 		l.log.Info("received status report", zap.Int("mr", msg.MR), zap.Uint8("status", msg.Status),
 			zap.String("recipient", maskNumber(msg.Address)), zap.Time("discharge", msg.Discharge))
+		res, err := l.store.statusReport(ctx, msg)
+		if err != nil {
+			l.log.Error("failed to store status report; leaving it on the modem", zap.Int("index", idx), zap.Error(err))
+			return false
+		}
+		if !res.matched {
+			l.log.Info("kept status report that matches no sent SMS part", zap.Int("mr", msg.MR))
+			return l.keepBad(ctx, source, idx, hexPDU, fmt.Sprintf("status report for MR %d matches no sent part", msg.MR))
+		}
+		if res.outcome != "" {
+			l.log.Info("confirmed SMS by status report", zap.String("id", res.msgID), zap.String("outcome", string(res.outcome)))
+			l.wakeOutcomes()
+		}
 		return true
 	case pdu.Submit:
 		// A SUBMIT routed to us is not a message for the user.

@@ -63,7 +63,7 @@ func (l *Line) Send(ctx context.Context, to, text string) (*SendResult, error) {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("send PDU part %d/%d: %w", i+1, len(parts), err)
 		}
-		info, err := m.smsCommand(ctx, "+CMGS="+strconv.Itoa(p.TPDULen), p.Hex, l.cfg.SendTimeout)
+		info, err := m.smsCommand(ctx, "+CMGS="+strconv.Itoa(p.TPDULen), p.Hex, l.cfg.SendTimeout, 0)
 		if err != nil {
 			l.log.Warn("failed to send SMS part", zap.String("to", maskNumber(to)), zap.Int("part", i+1), zap.Int("parts", len(parts)), zap.Error(err))
 			return res, fmt.Errorf("send PDU part %d/%d: %w", i+1, len(parts), err)

@@ -24,6 +24,7 @@ const versionTable = "bubbled_sms_version"
 
 var upgradeTable = dbutil.BuildUpgradeTable().
 	WithRaw(0, 1, 0, "create SMS line tables", dbutil.TxnModeOn, upgradeV1).
+	WithRaw(1, 2, 0, "create SMS outbox, outcome and call tables", dbutil.TxnModeOn, upgradeV2).
 	Finish()
 
 // schemaV1 is valid for both SQLite and Postgres. Times are Unix

@@ -68,6 +68,9 @@ var extHandlers = map[string]struct {
 	"+COPS":  {0, (*Sim).cmdCOPS},
 	"+CFUN":  {0, (*Sim).cmdCFUN},
 	"+CSCS":  {0, (*Sim).cmdCSCS},
+	"+CUSD":  {'E', (*Sim).cmdCUSD},
+	"+CLIP":  {0, (*Sim).cmdCLIP},
+	"+CHUP":  {0, (*Sim).cmdCHUP},
 	"+GCAP":  {0, ident("+GCAP: +CGSM")},
 	"+CGMI":  {0, ident(Manufacturer)},
 	"+GMI":   {0, ident(Manufacturer)},
@@ -243,7 +246,9 @@ func (s *Sim) execLocked(c string) ([]string, string, *prompt) {
 			return nil, resultError, nil
 		}
 		return []string{Manufacturer, Model, "Revision: " + Revision}, "", nil
-	case 'X', 'L', 'M', 'H':
+	case 'H':
+		s.x.hangUpLocked("ATH")
+	case 'X', 'L', 'M':
 	default:
 		return nil, resultError, nil
 	}
@@ -471,21 +476,23 @@ func (s *Sim) cmdCNUM(c call) ([]string, string, *prompt) {
 func (s *Sim) cmdCSQ(c call) ([]string, string, *prompt) {
 	switch c.kind {
 	case kindExec:
-		return []string{"+CSQ: 20,99"}, "", nil
+		return []string{fmt.Sprintf("+CSQ: %d,99", s.x.rssiLocked())}, "", nil
 	case kindTest:
 		return []string{"+CSQ: (0-31,99),(0-7,99)"}, "", nil
 	}
 	return nil, resultError, nil
 }
 
-func (s *Sim) registered() bool { return s.pinState == simReady && s.set.cfun == 1 }
+func (s *Sim) registered() bool {
+	return s.pinState == simReady && s.set.cfun == 1 && !s.x.wedged && s.x.regLocked() != 0
+}
 
 func (s *Sim) cmdCREG(c call) ([]string, string, *prompt) {
 	switch c.kind {
 	case kindRead:
 		stat := 0
 		if s.registered() {
-			stat = 1
+			stat = s.x.regLocked()
 		}
 		return []string{fmt.Sprintf("%s: %d,%d", c.name, s.set.creg, stat)}, "", nil
 	case kindTest:
@@ -507,7 +514,7 @@ func (s *Sim) cmdCOPS(c call) ([]string, string, *prompt) {
 		if !s.registered() {
 			return []string{"+COPS: 0"}, "", nil
 		}
-		return []string{fmt.Sprintf("+COPS: 0,0,\"%s\",7", Operator)}, "", nil
+		return []string{fmt.Sprintf("+COPS: 0,0,\"%s\",7", s.x.operatorLocked())}, "", nil
 	case kindTest:
 		return []string{fmt.Sprintf("+COPS: (2,\"%s\",\"%s\",\"00101\",7),,(0-4),(0-2)", Operator, Operator)}, "", nil
 	case kindSet:
@@ -533,6 +540,12 @@ func (s *Sim) cmdCFUN(c call) ([]string, string, *prompt) {
 		}
 		if rst, ok := intArg(c.args, 1); ok && rst == 1 {
 			s.powerOnLocked()
+		}
+		if v != 1 {
+			s.x.radioOff = true
+		} else if s.x.radioOff {
+			s.x.wedged = false // a radio off/on cycle clears a wedged radio
+			s.x.radioOff = false
 		}
 		s.set.cfun = v
 		return nil, "", nil

@@ -156,6 +156,7 @@ func (s *Sim) handleInput(p *parser, data []byte) bool {
 					out = append(out, b)
 				}
 				flush()
+				cmd := p.prompt.cmd
 				r := s.finishPrompt(p.prompt, b == ctrlZ)
 				p.prompt = nil
 				p.lastCR = false
@@ -163,6 +164,11 @@ func (s *Sim) handleInput(p *parser, data []byte) bool {
 					return false
 				}
 				s.write(p.gen, []byte(r.text))
+				if cmd == "+CMGS" {
+					s.mu.Lock()
+					s.x.answeredLocked(b == ctrlZ)
+					s.mu.Unlock()
+				}
 			case '\r', '\n':
 				// line breaks inside the PDU are ignored
 			default:
@@ -238,7 +244,15 @@ func (s *Sim) runLine(line string) (lineReply, bool, bool) {
 			s.cmds = append([]string(nil), s.cmds[len(s.cmds)-maxCommandLog/2:]...)
 		}
 	}
+	if s.hung && s.x.hangUntilZ && isReset(line) {
+		s.hung, s.x.hangUntilZ = false, false
+		s.log.Debug("modem recovered from its hang by a reset")
+	}
 	if s.hung {
+		return lineReply{}, s.set.echo, true
+	}
+	if s.x.dropNext > 0 && strings.TrimSpace(line) != "" {
+		s.x.dropNext--
 		return lineReply{}, s.set.echo, true
 	}
 	echoed := s.set.echo

@@ -176,6 +176,7 @@ type Sim struct {
 	failNext []int
 	delays   map[string]time.Duration
 	hung     bool
+	x        extras // faults and network state added for the line's recovery tests
 	cmds     []string
 
 	urcs     []urc // URCs waiting to be written between commands
@@ -310,6 +311,11 @@ func (s *Sim) powerOnLocked() {
 		s.pinState = simReady
 	}
 	s.hung = false
+	s.x.hangUntilZ = false
+	s.x.wedged = false
+	s.x.dropNext = 0
+	s.x.clip = false
+	s.x.stopRingingLocked()
 }
 
 // resetSettingsLocked applies the power-up profile (also ATZ and AT&F).

@@ -233,6 +233,7 @@ func (s *Sim) cmdCMGS(c call) ([]string, string, *prompt) {
 		if !ok || len(c.args) != 1 || l < 1 || l > maxTPDU {
 			return nil, s.cmsLocked(304), nil
 		}
+		s.x.promptLocked()
 		return nil, "", &prompt{cmd: "+CMGS", length: l}
 	}
 	return nil, resultError, nil
@@ -252,12 +253,13 @@ func (s *Sim) submitLocked(length int, hexPDU string) ([]string, string) {
 	if err != nil || t.SmsType() != tpdu.SmsSubmit {
 		return nil, s.cmsLocked(304)
 	}
+	s.x.noteCMGSLocked(hexPDU)
 	if len(s.failNext) > 0 {
 		code := s.failNext[0]
 		s.failNext = s.failNext[1:]
 		return nil, s.cmsLocked(code)
 	}
-	if s.pinState != simReady || s.set.cfun != 1 {
+	if s.pinState != simReady || s.set.cfun != 1 || s.x.wedged {
 		return nil, s.cmsLocked(331)
 	}
 	s.mr = (s.mr + 1) % 256
@@ -278,6 +280,7 @@ func (s *Sim) submitLocked(length int, hexPDU string) ([]string, string) {
 		s.submits = s.submits[len(s.submits)-1024:]
 	}
 	s.collectLocked(part)
+	s.x.acceptedLocked(s.mr)
 	s.log.Debug("accepted SMS-SUBMIT", zap.Int("mr", s.mr), zap.String("pdu", hexPDU))
 	return []string{fmt.Sprintf("+CMGS: %d", s.mr)}, ""
 }
