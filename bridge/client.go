@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,6 +26,7 @@ const (
 	stateModemUnavailable status.BridgeStateErrorCode = "sms-modem-unavailable"
 	stateSIMLocked        status.BridgeStateErrorCode = "sms-sim-locked"
 	stateModemLost        status.BridgeStateErrorCode = "sms-modem-lost"
+	stateModemRecovering  status.BridgeStateErrorCode = "sms-modem-recovering"
 )
 
 // reconnectDelays is the back-off between attempts to open a line's modem.
@@ -42,6 +44,9 @@ type Client struct {
 	modemKey string
 	log      *zap.Logger
 	hooks    *lineHooks
+	// troubled is set while the modem is away or recovering, so the owner
+	// hears once when it goes and once when it is back.
+	troubled atomic.Bool
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -86,23 +91,64 @@ func (h *lineHooks) handle(ctx context.Context, m *sms.Message) error {
 	return cl.handleSMS(ctx, m)
 }
 
+// outcome is the line's sms.OutcomeHandler.
+func (h *lineHooks) outcome(ctx context.Context, o sms.Outcome) error {
+	cl := h.client()
+	if cl == nil {
+		return errors.New("the line has no login yet")
+	}
+	return cl.handleOutcome(ctx, o)
+}
+
+// call is the line's sms.CallHandler.
+func (h *lineHooks) call(ctx context.Context, c sms.Call) error {
+	cl := h.client()
+	if cl == nil {
+		return errors.New("the line has no login yet")
+	}
+	return cl.handleCall(ctx, c)
+}
+
 // stateChanged is the line's sms.Config.OnStateChange: it turns line states
-// into bridge states. It must not block.
+// into bridge states and tells the line's owner in their management room.
+// It must not block, so the notices go out on their own goroutine.
 func (h *lineHooks) stateChanged(st sms.State, err error) {
 	cl := h.client()
 	if cl == nil {
 		return
 	}
+	var notice string
 	switch st {
 	case sms.StateReady:
 		cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
+		if cl.troubled.Swap(false) {
+			notice = "The modem of line " + FormatNumber(cl.meta.Number) + " is working again."
+		}
+	case sms.StateRecovering:
+		msg := "The modem stopped answering; bubbled is recovering it"
+		var rerr *sms.RecoveryError
+		if errors.As(err, &rerr) {
+			msg += " (" + rerr.Step.String() + ")"
+		}
+		msg += ". Messages wait in the queue meanwhile."
+		cl.log.Warn("recovering the modem", zap.Error(err))
+		cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: stateModemRecovering, Message: msg})
+		if !cl.troubled.Swap(true) {
+			notice = "Line " + FormatNumber(cl.meta.Number) + ": " + msg
+		}
 	case sms.StateDisconnected:
-		msg := "The modem stopped answering or was unplugged; bubbled keeps trying to reopen it."
+		msg := "The modem is gone (unplugged, or the port closed); bubbled waits for it to come back. Messages wait in the queue meanwhile."
 		if err != nil {
 			msg = fmt.Sprintf("%s (%v)", msg, err)
 		}
 		cl.log.Warn("lost the modem; the line reopens it", zap.Error(err))
 		cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: stateModemLost, Message: msg})
+		if !cl.troubled.Swap(true) {
+			notice = "Line " + FormatNumber(cl.meta.Number) + ": " + msg
+		}
+	}
+	if notice != "" {
+		go cl.notifyOwner(notice)
 	}
 }
 
@@ -110,6 +156,8 @@ func (h *lineHooks) stateChanged(st sms.State, err error) {
 func (c *Connector) newLine(m config.Modem, ownNumber string, hooks *lineHooks, log *zap.Logger) *sms.Line {
 	cfg := c.lineConfig(m, ownNumber)
 	cfg.OnStateChange = hooks.stateChanged
+	cfg.OnOutcome = hooks.outcome
+	cfg.OnCall = hooks.call
 	return sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
 }
 

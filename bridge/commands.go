@@ -51,7 +51,7 @@ func (c *Connector) cmdSMS(ce *commands.Event) {
 		return
 	}
 	conv := c.restoreRouteState(ce.Portal)
-	rcpt, err := c.router.SendVia(ce.Ctx, &fallback.Message{
+	_, err := c.router.SendVia(ce.Ctx, &fallback.Message{
 		ID:           "cmd:" + string(ce.EventID),
 		Conversation: conv,
 		To:           to,
@@ -63,7 +63,7 @@ func (c *Connector) cmdSMS(ce *commands.Event) {
 		ce.Reply("The SMS was not sent: %v", err)
 		return
 	}
-	ce.Reply("Sent as SMS (%d part%s).", rcpt.Parts, plural(rcpt.Parts))
+	ce.Reply("Queued as SMS: it goes out as soon as the modem can, and this room hears if it fails.")
 }
 
 // cmdRoute pins the portal's conversation to a route, or unpins it.

@@ -65,6 +65,8 @@ type env struct {
 	procDone chan struct{}
 	logPath  string
 	asPort   int
+	device   string   // the modem device in the config
+	env      []string // extra environment of the bubbled process
 }
 
 const (
@@ -87,6 +89,11 @@ type envOptions struct {
 	network string
 	// networkFor, when set, makes that YAML from the homeserver's URL.
 	networkFor func(hsURL string) string
+	// link makes the modem's device a symlink that follows the simulator
+	// across Unplug/Replug, like /dev/serial/by-id does.
+	link bool
+	// env are extra BUBBLED_* variables for the bubbled process.
+	env []string
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -101,6 +108,14 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		t.Fatalf("start modemsim: %v", err)
 	}
 	t.Cleanup(func() { _ = e.sim.Close() })
+	e.device = e.sim.Path()
+	if o.link {
+		e.device = filepath.Join(e.dir, "modem")
+		if err := e.sim.Link(e.device); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.env = o.env
 	hsPort, err := dendritetest.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -157,8 +172,9 @@ network:
     command_timeout: 5s
     send_timeout: 30s
     status_reports: true
+    rate_per_minute: 0
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, e.sim.Path(), o.network)
+`, hsPort, e.asPort, e.asPort, dbConfig, e.device, o.network)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +200,7 @@ func (e *env) startBubbled() {
 	}
 	cmd := exec.Command(bubbledBin, "-c", e.cfgPath, "--ignore-unsupported-server")
 	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), e.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)

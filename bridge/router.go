@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -162,38 +161,32 @@ var (
 
 func (t *smsTransport) Route() fallback.Route { return fallback.RouteSMS }
 
-// Send sends msg as SMS from the line msg.Line. Errors are classified for the
-// router: nothing sent and worth retrying (the modem is away) is temporary;
-// "may have been sent" and "too long" are permanent.
+// Send queues msg for SMS on the line msg.Line. The line's outbox stores it
+// before Send returns and sends it when the modem (and the carrier's caps)
+// allow, even after a restart; what happens then comes back as outcomes
+// (bridge/outcome.go). A text too long for the line is refused at once.
 func (t *smsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallback.Receipt, error) {
 	if !strings.HasPrefix(msg.To, "+") && !isDigits(msg.To) {
 		return nil, fallback.Unreachable(errors.New("the contact has no number to text"))
 	}
-	line := t.lineFor(msg.Line)
-	if line == nil {
-		return nil, fallback.Temporary(errors.New("the line is not logged in, or its modem is not connected"))
-	}
-	res, err := line.Send(ctx, msg.To, msg.Text)
-	switch {
-	case err == nil:
-	case errors.Is(err, sms.ErrSendUnknown), errors.Is(err, pdu.ErrTooLong):
-		return nil, fallback.Permanent(err)
-	case errors.Is(err, sms.ErrTimeout), errors.Is(err, sms.ErrClosed), errors.Is(err, sms.ErrUnresponsive), errors.Is(err, sms.ErrNotOpen):
-		if res != nil && res.Parts > 0 {
-			return nil, fallback.Permanent(err) // some parts went out: never resend the message
-		}
-		return nil, fallback.Temporary(err)
-	default:
-		if res != nil && res.Parts > 0 {
-			return nil, fallback.Permanent(err)
-		}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	mrs := make([]string, len(res.MRs))
-	for i, mr := range res.MRs {
-		mrs[i] = strconv.Itoa(mr)
+	line := t.lineFor(msg.Line)
+	if line == nil {
+		return nil, fallback.Temporary(errors.New("the line is not logged in"))
 	}
-	return &fallback.Receipt{Route: fallback.RouteSMS, Parts: res.Parts, RemoteID: strings.Join(mrs, ",")}, nil
+	err := line.Enqueue(ctx, sms.OutMessage{ID: msg.ID, To: msg.To, Text: msg.Text})
+	switch {
+	case err == nil:
+		return &fallback.Receipt{Route: fallback.RouteSMS}, nil
+	case errors.Is(err, pdu.ErrTooLong):
+		return nil, fallback.Permanent(err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil, err
+	default:
+		return nil, fallback.Temporary(err)
+	}
 }
 
 // matrixTransport is the blue bubble: the contact's own Matrix account,

@@ -45,7 +45,7 @@ func TestSMSTransportConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = line.Close() })
-			return &conformingSMS{smsTransport: &smsTransport{lineFor: func(string) *sms.Line { return line }}, sim: sim}
+			return &conformingSMS{smsTransport: &smsTransport{lineFor: func(string) *sms.Line { return line }}, sim: sim, line: line}
 		},
 		Message: func(n int) *fallback.Message {
 			return &fallback.Message{ID: fmt.Sprintf("$sms%d", n), Conversation: "line/15557654321", To: "+15557654321", Text: fmt.Sprintf("message %d", n), Line: "line"}
@@ -53,14 +53,25 @@ func TestSMSTransportConformance(t *testing.T) {
 		Unreachable: func() *fallback.Message {
 			return &fallback.Message{ID: "$alpha", Conversation: "line/alpha_bank", To: "MyBank", Text: "hi", Line: "line"}
 		},
-		Delivered: func(t *testing.T, tr fallback.Transport) int { return len(tr.(*conformingSMS).sim.Sent()) },
+		Delivered: func(t *testing.T, tr fallback.Transport) int {
+			// The transport queues; the line's outbox sends. Wait until the
+			// queue is empty, then count what the modem decoded.
+			c := tr.(*conformingSMS)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if n, err := c.line.QueueLength(context.Background()); err == nil && n == 0 {
+					break
+				}
+			}
+			return len(c.sim.Sent())
+		},
 	})
 }
 
 // conformingSMS keeps the simulator next to the transport for Delivered.
 type conformingSMS struct {
 	*smsTransport
-	sim *modemsim.Sim
+	sim  *modemsim.Sim
+	line *sms.Line
 }
 
 func TestRCSTransportConformance(t *testing.T) {

@@ -207,6 +207,17 @@ type SMS struct {
 	SendTimeout time.Duration `yaml:"send_timeout"`
 	// StatusReports asks the network for delivery reports (default true).
 	StatusReports bool `yaml:"status_reports"`
+	// RatePerMinute, RatePerDay and RatePerMonth cap the SMS parts one line
+	// sends (carriers cap them); 0 means no cap.
+	RatePerMinute int `yaml:"rate_per_minute"`
+	RatePerDay    int `yaml:"rate_per_day"`
+	RatePerMonth  int `yaml:"rate_per_month"`
+	// MaxAttempts is how often a part is tried on temporary network errors
+	// (default 5).
+	MaxAttempts int `yaml:"max_attempts"`
+	// WatchdogInterval is how often a line checks that its modem answers and
+	// still reports new messages (default 45s).
+	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
 }
 
 // Log is bubbled's logging section (key log).

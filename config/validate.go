@@ -268,6 +268,20 @@ func (c *Config) validateNetwork(ch *checker) {
 	if s.SendTimeout <= 0 {
 		ch.add([]string{"network", "sms", "send_timeout"}, s.SendTimeout.String(), "is not a positive duration", "write e.g. 120s")
 	}
+	for _, r := range []struct {
+		k string
+		v int
+	}{{"rate_per_minute", s.RatePerMinute}, {"rate_per_day", s.RatePerDay}, {"rate_per_month", s.RatePerMonth}} {
+		if r.v < 0 {
+			ch.add([]string{"network", "sms", r.k}, strconv.Itoa(r.v), "is negative", "write a number of SMS parts, or 0 for no cap")
+		}
+	}
+	if s.MaxAttempts < 1 || s.MaxAttempts > 100 {
+		ch.add([]string{"network", "sms", "max_attempts"}, strconv.Itoa(s.MaxAttempts), "is out of range", "write a number from 1 to 100, e.g. 5")
+	}
+	if s.WatchdogInterval < 5*time.Second {
+		ch.add([]string{"network", "sms", "watchdog_interval"}, s.WatchdogInterval.String(), "is shorter than 5s", "write e.g. 45s (the modem is checked that often)")
+	}
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
 	c.validateRCS(ch)
