@@ -250,6 +250,11 @@ func (cl *Client) run(ctx context.Context, line *sms.Line, opened bool, done cha
 		if errors.As(err, &locked) {
 			cl.log.Error("stopped: the SIM is locked", zap.Error(err))
 			cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateBadCredentials, Error: stateSIMLocked, Message: err.Error()})
+			if locked.Status == simNeedsPIN {
+				go cl.notifyOwner(fmt.Sprintf("Line %s is stopped: its SIM needs the PIN (the modem lost power). Send `pin <PIN>` here to unlock it, or put the PIN in network.modems[].pin.", FormatNumber(cl.meta.Number)))
+			} else {
+				go cl.notifyOwner(fmt.Sprintf("Line %s is stopped: %v.", FormatNumber(cl.meta.Number), err))
+			}
 			return
 		}
 		cl.log.Warn("failed to start the line", zap.Error(err), zap.Int("attempt", attempt+1))

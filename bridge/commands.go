@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +32,24 @@ func (c *Connector) addCommands(proc *commands.Processor) {
 			Help:           commands.HelpMeta{Section: helpSection, Description: "Pin this chat to one route, or let bubbled pick the best (auto).", Args: "<auto|matrix|rcs|sms>"},
 			RequiresPortal: true,
 			RequiresLogin:  true,
+		},
+		&commands.FullHandler{
+			Func:          c.cmdStatus,
+			Name:          "status",
+			Help:          commands.HelpMeta{Section: helpSection, Description: "Show each of your lines: modem, SIM, operator, signal, SMS centre and queue."},
+			RequiresLogin: true,
+		},
+		&commands.FullHandler{
+			Func:          c.cmdUSSD,
+			Name:          "ussd",
+			Help:          commands.HelpMeta{Section: helpSection, Description: "Send a USSD code (e.g. *100# for the balance) from this chat's line, or your first line, and show the answer.", Args: "<code>"},
+			RequiresLogin: true,
+		},
+		&commands.FullHandler{
+			Func:          c.cmdPIN,
+			Name:          "pin",
+			Help:          commands.HelpMeta{Section: helpSection, Description: "Unlock a line's SIM with its PIN (your message is redacted; the PIN is not stored).", Args: "<pin> [line number]"},
+			RequiresLogin: true,
 		},
 		&commands.FullHandler{
 			Func:          c.cmdWhois,
@@ -126,9 +147,108 @@ func (c *Connector) cmdWhois(ce *commands.Event) {
 	ce.Reply("%s is on Matrix as %s (from %s; answered %s).", FormatNumber(num), res.MXID, source, age)
 }
 
-func plural(n int) string {
-	if n == 1 {
-		return ""
+// userLines lists the caller's line clients, the portal's own first.
+func (c *Connector) userLines(ce *commands.Event) []*Client {
+	var out []*Client
+	if ce.Portal != nil {
+		if cl := c.clientFor(ce.Portal.Receiver); cl != nil && cl.login.UserMXID == ce.User.MXID {
+			out = append(out, cl)
+		}
 	}
-	return "s"
+	for _, login := range ce.User.GetUserLogins() {
+		if cl, ok := login.Client.(*Client); ok && (len(out) == 0 || out[0] != cl) {
+			out = append(out, cl)
+		}
+	}
+	return out
+}
+
+// cmdStatus reports the state of each of the caller's lines.
+func (c *Connector) cmdStatus(ce *commands.Event) {
+	var b strings.Builder
+	for _, cl := range c.userLines(ce) {
+		fmt.Fprintf(&b, "**Line %s** (%s): ", FormatNumber(cl.meta.Number), cl.modemKey)
+		line := cl.currentLine()
+		if line == nil {
+			b.WriteString("not connected\n")
+			continue
+		}
+		st, err := line.Status(ce.Ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "%s, the modem does not answer (%v)\n", line.State(), err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s · SIM %s · %s %s", st.State, st.SIM, st.Manufacturer, st.Model)
+		if st.Operator != "" {
+			fmt.Fprintf(&b, " · %s", st.Operator)
+		}
+		fmt.Fprintf(&b, " · %s", st.Registration)
+		if st.SignalDBm != 0 {
+			fmt.Fprintf(&b, " · signal %d dBm (%d/4)", st.SignalDBm, st.SignalBars)
+		}
+		if st.SMSC != "" {
+			fmt.Fprintf(&b, " · SMS centre %s", st.SMSC)
+		}
+		fmt.Fprintf(&b, " · %d SMS waiting", st.QueueLength)
+		if st.LastRecovery != 0 {
+			fmt.Fprintf(&b, " · last recovered by %s", st.LastRecovery)
+		}
+		b.WriteString("\n")
+	}
+	if b.Len() == 0 {
+		ce.Reply("You have no lines. Use `login` to add one.")
+		return
+	}
+	ce.Reply("%s", strings.TrimSpace(b.String()))
+}
+
+// cmdUSSD sends a USSD code and shows the network's answer.
+func (c *Connector) cmdUSSD(ce *commands.Event) {
+	if len(ce.Args) != 1 {
+		ce.Reply("Usage: `$cmdprefix ussd <code>`, e.g. `$cmdprefix ussd *100#`")
+		return
+	}
+	lines := c.userLines(ce)
+	if len(lines) == 0 || lines[0].currentLine() == nil {
+		ce.Reply("None of your lines is connected.")
+		return
+	}
+	answer, err := lines[0].currentLine().USSD(ce.Ctx, ce.Args[0])
+	if err != nil {
+		ce.Reply("The USSD code got no answer: %v", err)
+		return
+	}
+	ce.Reply("%s answered: %s", ce.Args[0], answer)
+}
+
+// cmdPIN unlocks a line's SIM and starts the line.
+func (c *Connector) cmdPIN(ce *commands.Event) {
+	ce.Redact()
+	if len(ce.Args) < 1 {
+		ce.Reply("Usage: `$cmdprefix pin <pin> [line number]`")
+		return
+	}
+	lines := c.userLines(ce)
+	if len(ce.Args) > 1 {
+		num, err := ParseNumber(strings.Join(ce.Args[1:], " "), c.cfg.DefaultRegion)
+		if err != nil {
+			ce.Reply("%v", err)
+			return
+		}
+		lines = slices.DeleteFunc(lines, func(cl *Client) bool { return cl.meta.Number != num })
+	}
+	if len(lines) == 0 || lines[0].currentLine() == nil {
+		ce.Reply("No such line is connected.")
+		return
+	}
+	cl := lines[0]
+	if err := cl.currentLine().EnterPIN(ce.Ctx, ce.Args[0]); err != nil {
+		ce.Reply("The SIM of line %s refused the PIN: %v", FormatNumber(cl.meta.Number), err)
+		return
+	}
+	go func() {
+		cl.Disconnect()
+		cl.Connect(cl.login.Log.WithContext(context.Background()))
+	}()
+	ce.Reply("The SIM of line %s is unlocked; the line starts now. (Your message with the PIN was redacted.)", FormatNumber(cl.meta.Number))
 }
