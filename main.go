@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/bridge"
 	"github.com/bubbled/bubbled/config"
@@ -126,6 +127,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }
 
 	ctx := zlog.WithContext(context.Background())
+	// What people write is journaled before the homeserver's transaction is
+	// acknowledged, and replayed after a crash (bridge/journal.go).
+	journal, err := bridge.NewJournal(ctx, db, zl.Named("journal"))
+	if err != nil {
+		zl.Error("failed to open the transaction journal", zap.Error(err))
+		return exitDatabase
+	}
+	mx.AS.Middleware = append(mx.AS.Middleware, journal.Middleware)
+	mx.EventProcessor.On(event.EventMessage, journal.Handled)
+	mx.EventProcessor.On(event.EventSticker, journal.Handled)
+
 	if err := startBridge(ctx, br); err != nil {
 		var exitErr matrix.ExitError
 		if errors.As(err, &exitErr) {
@@ -134,6 +146,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		zl.Error("failed to start", zap.Error(err))
 		return exitStart
+	}
+
+	if n, err := journal.Replay(ctx, mx.AS); err != nil {
+		zl.Error("failed to replay journaled messages; they stay journaled for the next start", zap.Error(err))
+	} else if n > 0 {
+		zl.Info("replayed messages that were received but not handled before a crash", zap.Int("events", n))
 	}
 
 	sig := make(chan os.Signal, 1)

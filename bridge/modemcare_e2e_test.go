@@ -34,7 +34,7 @@ func TestModemCare(t *testing.T) {
 	}
 	mgmt := resp.RoomID
 	alice.waitJoined(mgmt, botMXID)
-	alice.command(mgmt, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "PIN") })
+	alice.command(mgmt, "login modem", 60*time.Second, func(b string) bool { return strings.HasPrefix(b, "Please enter your SIM PIN") })
 	alice.command(mgmt, "1234", 60*time.Second, func(b string) bool { return strings.Contains(b, "Logged in") })
 
 	defer func() {
