@@ -160,7 +160,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return nil, err
 	}
 	cleanups = append(cleanups, closeSim)
-	ctl, err := startControl(controlPort, controlHandler(sim))
+	ctl, err := startControl(controlPort, modemsim.ControlHandler(sim))
 	if err != nil {
 		return nil, err
 	}

@@ -12,16 +12,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -88,7 +85,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *control, err)
 	}
-	srv := &http.Server{Handler: newMux(sim), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: modemsim.ControlHandler(sim), ReadHeaderTimeout: 5 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 
@@ -127,63 +124,4 @@ func checkLoopback(addr string) error {
 		return fmt.Errorf("-control %q: the control API binds only to a loopback address such as 127.0.0.1:<port>", addr)
 	}
 	return nil
-}
-
-// newMux serves the control API for sim.
-func newMux(sim *modemsim.Sim) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /sms", func(w http.ResponseWriter, r *http.Request) {
-		from := r.URL.Query().Get("from")
-		if from == "" {
-			http.Error(w, "missing ?from=<sender number>", http.StatusBadRequest)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := sim.Deliver(from, string(body)); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST /status-report", func(w http.ResponseWriter, r *http.Request) {
-		mr, err1 := strconv.Atoi(r.URL.Query().Get("mr"))
-		st, err2 := strconv.ParseUint(r.URL.Query().Get("st"), 0, 8)
-		if err1 != nil || err2 != nil {
-			http.Error(w, "want ?mr=<0-255>&st=<TP-ST, e.g. 0>", http.StatusBadRequest)
-			return
-		}
-		if err := sim.DeliverStatusReport(mr, byte(st)); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("GET /sent", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, nonNil(sim.Sent()))
-	})
-	mux.HandleFunc("GET /stored", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, nonNil(sim.Messages()))
-	})
-	mux.HandleFunc("GET /pending", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, nonNil(sim.Pending()))
-	})
-	return mux
-}
-
-func nonNil[T any](v []T) []T {
-	if v == nil {
-		return []T{}
-	}
-	return v
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

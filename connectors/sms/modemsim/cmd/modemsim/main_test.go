@@ -39,7 +39,7 @@ func TestControlAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	srv := httptest.NewServer(newMux(sim))
+	srv := httptest.NewServer(modemsim.ControlHandler(sim))
 	defer srv.Close()
 
 	tests := []struct {

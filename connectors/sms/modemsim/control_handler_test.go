@@ -1,4 +1,4 @@
-package main
+package modemsim
 
 import (
 	"encoding/json"
@@ -7,17 +7,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
 func TestControlHandler(t *testing.T) {
-	sim, err := modemsim.Start(modemsim.Options{OwnNumber: lineNumber})
+	sim, err := Start(Options{OwnNumber: "+15550001111"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	srv := httptest.NewServer(controlHandler(sim))
+	srv := httptest.NewServer(ControlHandler(sim))
 	t.Cleanup(srv.Close)
 
 	// The cases run in order: the stored count grows with each accepted SMS.
