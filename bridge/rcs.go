@@ -327,18 +327,28 @@ func (cl *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTy
 	return t.prov.SendTyping(ctx, to, msg.IsTyping)
 }
 
-// HandleMatrixMessageRemove unsends a message that went by RCS (revoke).
-// Messages that went by SMS cannot be taken back.
+// HandleMatrixMessageRemove handles the owner unsending a message. A message
+// waiting for its confirmation never falls back to another route after
+// that. A message that went by RCS is revoked; one that went through Matrix
+// is gone with the redaction itself; SMS cannot be taken back.
 func (cl *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
-	t := cl.conn.rcs
-	if t == nil || msg.TargetMessage == nil || !strings.HasPrefix(string(msg.TargetMessage.ID), rcsOutPrefix) {
+	if msg.TargetMessage == nil {
 		return bridgev2.ErrRedactionsNotSupported
 	}
-	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
-	if !ok {
+	cl.conn.router.Confirm(string(msg.TargetMessage.MXID))
+	meta, _ := msg.TargetMessage.Metadata.(*MessageMetadata)
+	switch {
+	case strings.HasPrefix(string(msg.TargetMessage.ID), rcsOutPrefix) && cl.conn.rcs != nil:
+		to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
+		if !ok {
+			return bridgev2.ErrRedactionsNotSupported
+		}
+		return cl.conn.rcs.prov.Revoke(ctx, to, strings.TrimPrefix(string(msg.TargetMessage.ID), rcsOutPrefix))
+	case meta != nil && meta.Route == string(fallback.RouteMatrix):
+		return nil
+	default:
 		return bridgev2.ErrRedactionsNotSupported
 	}
-	return t.prov.Revoke(ctx, to, strings.TrimPrefix(string(msg.TargetMessage.ID), rcsOutPrefix))
 }
 
 var (

@@ -55,10 +55,11 @@ func TestRCSRoute(t *testing.T) {
 	defer cancel()
 
 	// Inbound RCS lands in the contact's (new) room.
-	if _, res, err := fake.PushUserMessage(ctx, webhook, contact, "hello over RCS"); err != nil || res.Status != 200 {
+	inID, res, err := fake.PushUserMessage(ctx, webhook, contact, "hello over RCS")
+	if err != nil || res.Status != 200 {
 		t.Fatalf("push: %+v %v; log:\n%s", res, err, e.tail())
 	}
-	_, portal := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "hello over RCS" })
+	inEvt, portal := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "hello over RCS" })
 
 	// Outbound to an RCS-capable number leaves by RCS; the modem sees nothing.
 	resp, err := alice.cli.SendText(ctx, portal, "answer by RCS")
@@ -111,6 +112,32 @@ func TestRCSRoute(t *testing.T) {
 	time.Sleep(5 * time.Second) // past the confirm timeout: delivered, so no SMS
 	if n := e.sentCount(); n != 0 {
 		t.Fatalf("the modem sent %d messages for a delivered RCS message", n)
+	}
+
+	// The owner reads the contact's message and types: RCS READ and IS_TYPING
+	// go back to the contact (pushed as the homeserver would: Dendrite does
+	// not push receipts and typing to appservices).
+	e.pushReceipt(portal, inEvt.ID, alice.cli.UserID)
+	e.pushTyping(portal, alice.cli.UserID)
+	wantEvents := map[string]bool{"READ " + inID: false, "IS_TYPING ": false}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, ae := range fake.AgentEvents() {
+			key := ae.EventType + " "
+			if ae.EventType == "READ" {
+				key += ae.MessageID
+			}
+			if _, ok := wantEvents[key]; ok {
+				wantEvents[key] = true
+			}
+		}
+		if wantEvents["READ "+inID] && wantEvents["IS_TYPING "] {
+			break
+		}
+	}
+	for k, seen := range wantEvents {
+		if !seen {
+			t.Errorf("the RBM fake got no agent event %q; got %+v", k, fake.AgentEvents())
+		}
 	}
 
 	// Never delivered: revoked and sent as SMS, with a notice.

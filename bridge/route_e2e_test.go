@@ -23,6 +23,22 @@ import (
 // (MSC2409), because Dendrite does not push receipts to appservices.
 func (e *env) pushReceipt(room id.RoomID, eventID id.EventID, user id.UserID) {
 	e.t.Helper()
+	e.pushEphemeral(map[string]any{
+		"type":    "m.receipt",
+		"room_id": room,
+		"content": map[string]any{string(eventID): map[string]any{"m.read": map[string]any{string(user): map[string]any{"ts": time.Now().UnixMilli()}}}},
+	})
+}
+
+// pushTyping plays the homeserver pushing users' typing state in room.
+func (e *env) pushTyping(room id.RoomID, users ...id.UserID) {
+	e.t.Helper()
+	e.pushEphemeral(map[string]any{"type": "m.typing", "room_id": room, "content": map[string]any{"user_ids": users}})
+}
+
+// pushEphemeral pushes one ephemeral event to bubbled's appservice endpoint.
+func (e *env) pushEphemeral(evt map[string]any) {
+	e.t.Helper()
 	raw, err := os.ReadFile(e.regPath)
 	if err != nil {
 		e.t.Fatal(err)
@@ -33,14 +49,7 @@ func (e *env) pushReceipt(room id.RoomID, eventID id.EventID, user id.UserID) {
 	if err := yaml.Unmarshal(raw, &reg); err != nil {
 		e.t.Fatal(err)
 	}
-	body, _ := json.Marshal(map[string]any{
-		"events": []any{},
-		"ephemeral": []any{map[string]any{
-			"type":    "m.receipt",
-			"room_id": room,
-			"content": map[string]any{string(eventID): map[string]any{"m.read": map[string]any{string(user): map[string]any{"ts": time.Now().UnixMilli()}}}},
-		}},
-	})
+	body, _ := json.Marshal(map[string]any{"events": []any{}, "ephemeral": []any{evt}})
 	url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/test-%d", e.asPort, time.Now().UnixNano())
 	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+reg.HSToken)
@@ -51,7 +60,7 @@ func (e *env) pushReceipt(room id.RoomID, eventID id.EventID, user id.UserID) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		e.t.Fatalf("pushing the receipt: HTTP %d", resp.StatusCode)
+		e.t.Fatalf("pushing an ephemeral event: HTTP %d", resp.StatusCode)
 	}
 }
 
