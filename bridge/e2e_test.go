@@ -67,6 +67,7 @@ type env struct {
 	asPort   int
 	device   string   // the modem device in the config
 	env      []string // extra environment of the bubbled process
+	sim2     *modemsim.Sim
 }
 
 const (
@@ -94,6 +95,8 @@ type envOptions struct {
 	link bool
 	// env are extra BUBBLED_* variables for the bubbled process.
 	env []string
+	// second adds a second modem (sim1, +15550002222) as e.sim2.
+	second bool
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -116,6 +119,15 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		}
 	}
 	e.env = o.env
+	secondModem := ""
+	if o.second {
+		e.sim2, err = modemsim.Start(modemsim.Options{OwnNumber: "+15550002222", Echo: true})
+		if err != nil {
+			t.Fatalf("start the second modemsim: %v", err)
+		}
+		t.Cleanup(func() { _ = e.sim2.Close() })
+		secondModem = "\n    - id: sim1\n      device: " + e.sim2.Path()
+	}
 	hsPort, err := dendritetest.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +178,7 @@ network:
   default_region: US
   modems:
     - id: sim0
-      device: %s
+      device: %s%s
   sms:
     max_parts: 10
     command_timeout: 5s
@@ -174,7 +186,7 @@ network:
     status_reports: true
     rate_per_minute: 0
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, e.device, o.network)
+`, hsPort, e.asPort, e.asPort, dbConfig, e.device, secondModem, o.network)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,22 @@ import (
 func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 	log := cl.log.With(zap.String("sms_id", o.MessageID), zap.String("outcome", string(o.Kind)))
 	contact := UserIDForSender(o.To, cl.conn.cfg.DefaultRegion)
-	portal, err := cl.conn.br.GetExistingPortalByKey(ctx, PortalKeyFor(contact, cl.login.ID))
+	// Messages from the sms command have no Matrix message of their own.
+	eventID := id.EventID(o.MessageID)
+	var msg *database.Message
+	var err error
+	if strings.HasPrefix(o.MessageID, "$") {
+		msg, err = cl.conn.br.DB.Message.GetPartByMXID(ctx, eventID)
+		if err != nil {
+			return fmt.Errorf("find SMS %s: %w", o.MessageID, err)
+		}
+	}
+	// The message's own room: with failover it may belong to another line.
+	key := PortalKeyFor(contact, cl.login.ID)
+	if msg != nil {
+		key = msg.Room
+	}
+	portal, err := cl.conn.br.GetExistingPortalByKey(ctx, key)
 	if err != nil {
 		return fmt.Errorf("find the room of SMS %s: %w", o.MessageID, err)
 	}
@@ -35,14 +50,9 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 		log.Warn("dropped an SMS outcome: its room is gone")
 		return nil
 	}
-	// Messages from the sms command have no Matrix message of their own.
-	eventID := id.EventID(o.MessageID)
-	var msg *database.Message
-	if strings.HasPrefix(o.MessageID, "$") {
-		msg, err = cl.conn.br.DB.Message.GetPartByMXID(ctx, eventID)
-		if err != nil {
-			return fmt.Errorf("find SMS %s: %w", o.MessageID, err)
-		}
+	login := cl.login
+	if other := cl.conn.br.GetCachedUserLoginByID(portal.Receiver); other != nil {
+		login = other
 	}
 	switch o.Kind {
 	case sms.OutcomeQueued, sms.OutcomeSent:
@@ -57,7 +67,7 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 			}
 			return nil
 		}
-		res := cl.login.QueueRemoteEvent(&simplevent.Receipt{
+		res := login.QueueRemoteEvent(&simplevent.Receipt{
 			EventMeta: simplevent.EventMeta{
 				Type:      bridgev2.RemoteEventDeliveryReceipt,
 				PortalKey: portal.PortalKey,

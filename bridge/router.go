@@ -68,7 +68,11 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	if err := c.startRCS(ctx); err != nil {
 		return err
 	}
-	transports := []fallback.Transport{&matrixTransport{conn: c}, &smsTransport{lineFor: c.lineFor}}
+	smsT := &smsTransport{lineFor: c.lineFor}
+	if c.cfg.SMS.Failover {
+		smsT.failover = c.failoverLine
+	}
+	transports := []fallback.Transport{&matrixTransport{conn: c}, smsT}
 	if c.rcs != nil {
 		transports = append(transports, c.rcs)
 	}
@@ -141,6 +145,30 @@ func (a directoryAdapter) Invalidate(e164 string) { a.d.Invalidate(e164) }
 type smsTransport struct {
 	// lineFor returns the line of a login ID, or nil when it is not connected.
 	lineFor func(loginID string) *sms.Line
+	// failover, when set (network.sms.failover), returns another working
+	// line of the same owner and tells the room, for a line whose modem is away.
+	failover func(ctx context.Context, msg *fallback.Message) *sms.Line
+}
+
+// failoverLine returns a ready line of the same owner as msg.Line, or nil,
+// and says in the conversation's room that the message goes from it.
+func (c *Connector) failoverLine(ctx context.Context, msg *fallback.Message) *sms.Line {
+	login := c.br.GetCachedUserLoginByID(networkid.UserLoginID(msg.Line))
+	if login == nil {
+		return nil
+	}
+	for _, other := range login.User.GetUserLogins() {
+		cl, ok := other.Client.(*Client)
+		if !ok || other.ID == login.ID {
+			continue
+		}
+		if line := cl.currentLine(); line != nil && line.State() == sms.StateReady {
+			c.noticeConv(ctx, msg.Conversation, fmt.Sprintf("This line's modem is away: the message goes from your other line %s instead, so %s sees that number.",
+				FormatNumber(cl.meta.Number), FormatNumber(msg.To)))
+			return line
+		}
+	}
+	return nil
 }
 
 // lineFor returns the connected line of a login, or nil.
@@ -175,6 +203,11 @@ func (t *smsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallba
 	line := t.lineFor(msg.Line)
 	if line == nil {
 		return nil, fallback.Temporary(errors.New("the line is not logged in"))
+	}
+	if st := line.State(); t.failover != nil && (st == sms.StateDisconnected || st == sms.StateRecovering) {
+		if other := t.failover(ctx, msg); other != nil {
+			line = other
+		}
 	}
 	err := line.Enqueue(ctx, sms.OutMessage{ID: msg.ID, To: msg.To, Text: msg.Text})
 	switch {

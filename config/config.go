@@ -218,6 +218,9 @@ type SMS struct {
 	// WatchdogInterval is how often a line checks that its modem answers and
 	// still reports new messages (default 45s).
 	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
+	// Failover sends from another of the owner's lines while a line's modem
+	// is away (default false: the contact then sees another number).
+	Failover bool `yaml:"failover"`
 }
 
 // Log is bubbled's logging section (key log).
