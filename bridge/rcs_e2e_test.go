@@ -140,6 +140,40 @@ func TestRCSRoute(t *testing.T) {
 		}
 	}
 
+	// Unsending a message that went by RCS revokes it at the provider.
+	unsend, err := alice.cli.SendText(ctx, portal, "oops, unsend this")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsendID := rcs.MessageID(string(unsend.EventID), 0)
+	for deadline := time.Now().Add(30 * time.Second); len(fake.Messages()) < 2 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	}
+	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "DELIVERED", unsendID); err != nil || res.Status != 200 {
+		t.Fatalf("push DELIVERED: %+v %v", res, err)
+	}
+	alice.waitFor("the delivery status of the message to unsend", 30*time.Second, func() bool { return alice.deliveredLocked(unsend.EventID, ghost) })
+	// Dendrite v0.13.8 does not push redactions to appservices (seen here:
+	// no transaction arrives), so the test pushes alice's redaction as the
+	// homeserver would.
+	red, err := alice.cli.RedactEvent(ctx, portal, unsend.EventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pushTransaction(map[string]any{"events": []any{map[string]any{
+		"type": "m.room.redaction", "room_id": portal, "sender": alice.cli.UserID, "event_id": red.EventID,
+		"origin_server_ts": time.Now().UnixMilli(), "redacts": unsend.EventID,
+		"content": map[string]any{"redacts": unsend.EventID},
+	}}})
+	revokedUnsend := false
+	for deadline := time.Now().Add(30 * time.Second); !revokedUnsend && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, r := range fake.Revocations() {
+			revokedUnsend = revokedUnsend || r.MessageID == unsendID
+		}
+	}
+	if !revokedUnsend {
+		t.Errorf("unsending did not revoke the RCS message; revocations %+v", fake.Revocations())
+	}
+
 	// Never delivered: revoked and sent as SMS, with a notice.
 	resp2, err := alice.cli.SendText(ctx, portal, "this one is never delivered")
 	if err != nil {

@@ -39,6 +39,12 @@ func (e *env) pushTyping(room id.RoomID, users ...id.UserID) {
 // pushEphemeral pushes one ephemeral event to bubbled's appservice endpoint.
 func (e *env) pushEphemeral(evt map[string]any) {
 	e.t.Helper()
+	e.pushTransaction(map[string]any{"events": []any{}, "ephemeral": []any{evt}})
+}
+
+// pushTransaction plays the homeserver: it PUTs one appservice transaction.
+func (e *env) pushTransaction(txn map[string]any) {
+	e.t.Helper()
 	raw, err := os.ReadFile(e.regPath)
 	if err != nil {
 		e.t.Fatal(err)
@@ -49,7 +55,7 @@ func (e *env) pushEphemeral(evt map[string]any) {
 	if err := yaml.Unmarshal(raw, &reg); err != nil {
 		e.t.Fatal(err)
 	}
-	body, _ := json.Marshal(map[string]any{"events": []any{}, "ephemeral": []any{evt}})
+	body, _ := json.Marshal(txn)
 	url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/test-%d", e.asPort, time.Now().UnixNano())
 	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+reg.HSToken)
@@ -60,7 +66,7 @@ func (e *env) pushEphemeral(evt map[string]any) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		e.t.Fatalf("pushing an ephemeral event: HTTP %d", resp.StatusCode)
+		e.t.Fatalf("pushing a transaction: HTTP %d", resp.StatusCode)
 	}
 }
 
