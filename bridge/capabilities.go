@@ -38,7 +38,7 @@ func smsFeatures(maxParts int) *event.RoomFeatures {
 // (its last message went by RCS) can do more than an SMS one.
 func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
 	if cl.conn.rcs != nil && portalMeta(portal).LastRoute == "rcs" {
-		return rcsFeatures()
+		return rcsFeatures(cl.conn.rcs.media != nil)
 	}
 	return smsFeatures(cl.conn.cfg.SMS.MaxParts)
 }

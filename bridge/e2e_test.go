@@ -139,6 +139,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	e.cfgPath = filepath.Join(e.dir, "config.yaml")
 	e.regPath = filepath.Join(e.dir, "registration.yaml")
 	e.logPath = filepath.Join(e.dir, "bubbled.log")
+	o.network = strings.ReplaceAll(o.network, "{{AS_URL}}", fmt.Sprintf("http://127.0.0.1:%d", e.asPort))
 	if o.networkFor != nil {
 		o.network += "\n" + o.networkFor(fmt.Sprintf("http://127.0.0.1:%d", hsPort))
 	}

@@ -42,9 +42,13 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
 			WithMessage("This sender has a name instead of a number, so it cannot receive replies.")
 	}
+	var file *fallback.File
 	text, err := smsText(msg.Content)
 	if err != nil {
-		return nil, err
+		if file, err = cl.rcsFile(ctx, msg.Content, err); err != nil {
+			return nil, err
+		}
+		text = msg.Content.Body
 	}
 	rcpt, err := cl.conn.router.Send(ctx, &fallback.Message{
 		ID:           string(msg.Event.ID),
@@ -53,6 +57,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		Text:         text,
 		Line:         string(cl.login.ID),
 		Created:      time.UnixMilli(msg.Event.Timestamp),
+		File:         file,
 	})
 	if err != nil {
 		cl.log.Warn("failed to send a message", zap.String("to", MaskNumber(to)), zap.Error(err))
@@ -70,6 +75,44 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			Metadata: &MessageMetadata{Route: string(rcpt.Route), Parts: rcpt.Parts, RemoteID: rcpt.RemoteID},
 		},
 	}, nil
+}
+
+// rcsFile makes a file message sendable by RCS: it downloads (and decrypts)
+// the Matrix file and stores it where the RCS provider can fetch it. Without
+// an RCS route that serves files, smsErr (SMS carries only text) stands.
+func (cl *Client) rcsFile(ctx context.Context, content *event.MessageEventContent, smsErr error) (*fallback.File, error) {
+	t := cl.conn.rcs
+	switch content.MsgType {
+	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile:
+	default:
+		return nil, smsErr
+	}
+	if t == nil || t.media == nil {
+		return nil, smsErr
+	}
+	uri := content.URL
+	if content.File != nil {
+		uri = content.File.URL
+	}
+	data, err := cl.conn.br.Bot.DownloadMedia(ctx, uri, content.File)
+	if err != nil {
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("download the file: %w", err)).
+			WithErrorReason(event.MessageStatusGenericError).WithSendNotice(true).
+			WithMessage("bubbled could not fetch the file from the homeserver, so it was not sent.")
+	}
+	mimeType := "application/octet-stream"
+	if content.Info != nil && content.Info.MimeType != "" {
+		mimeType = content.Info.MimeType
+	}
+	url, err := t.media.put(ctx, mimeType, data)
+	if err != nil {
+		return nil, err
+	}
+	name := content.FileName
+	if name == "" {
+		name = content.Body
+	}
+	return &fallback.File{URL: url, Name: name, MIMEType: mimeType, Size: int64(len(data))}, nil
 }
 
 // smsText renders the text of a Matrix message for SMS.

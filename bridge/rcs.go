@@ -73,6 +73,14 @@ func (c *Connector) startRCS(ctx context.Context) error {
 		return errors.New("set up the RCS webhook: the appservice listener is not available")
 	}
 	mx.AS.Router.Handle(strings.TrimRight(rc.WebhookPath, "/")+"/", c.rcsHook)
+	if rc.PublicURL != "" {
+		path := strings.TrimRight(rc.WebhookPath, "/") + "/media/"
+		c.rcs.media, err = newRCSMedia(ctx, c.br.DB.Database, strings.TrimRight(rc.PublicURL, "/")+path, rc.MessageTTL, c.log.Named("rcs_media"))
+		if err != nil {
+			return err
+		}
+		mx.AS.Router.Handle(path, c.rcs.media)
+	}
 	if err := c.rcsHook.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start the RCS webhook worker: %w", err)
 	}
@@ -94,6 +102,9 @@ type rcsTransport struct {
 	reachableTTL, unreachTTL time.Duration
 	messageTTL               time.Duration
 	log                      *zap.Logger
+	// media serves files to the provider; nil without network.rcs.public_url
+	// (then no files go by RCS). Set once by startRCS.
+	media *rcsMedia
 
 	mu           sync.Mutex // guards cache and unsubscribed
 	cache        map[string]rcsCapability
@@ -118,6 +129,9 @@ func (t *rcsTransport) Route() fallback.Route { return fallback.RouteRCS }
 // Reachable asks the provider whether the agent can reach the number, from
 // the cache when it can.
 func (t *rcsTransport) Reachable(ctx context.Context, msg *fallback.Message) (bool, error) {
+	if msg.File != nil && t.media == nil {
+		return false, nil
+	}
 	now := time.Now()
 	t.mu.Lock()
 	if t.unsubscribed[msg.To] {
@@ -163,7 +177,12 @@ func (t *rcsTransport) setSubscribed(e164 string, subscribed bool) {
 // Send sends msg by RCS. The provider's message ID is derived from the Matrix
 // event ID, so a retry is never a second message.
 func (t *rcsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallback.Receipt, error) {
-	id, err := t.prov.Send(ctx, msg.To, &rcs.OutboundMessage{EventID: msg.ID, Text: msg.Text, TTL: t.messageTTL})
+	out := &rcs.OutboundMessage{EventID: msg.ID, Text: msg.Text, TTL: t.messageTTL}
+	if msg.File != nil {
+		out.Text = ""
+		out.File = &rcs.FileRef{URL: msg.File.URL, Name: msg.File.Name, MIMEType: msg.File.MIMEType, Size: msg.File.Size}
+	}
+	id, err := t.prov.Send(ctx, msg.To, out)
 	switch {
 	case err == nil:
 		return &fallback.Receipt{Route: fallback.RouteRCS, RemoteID: id, Parts: 1}, nil
@@ -290,8 +309,14 @@ func convertRCS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 
 // rcsFeatures describes an RCS conversation: longer text, receipts, typing,
 // and unsend (revoke).
-func rcsFeatures() *event.RoomFeatures {
+func rcsFeatures(files bool) *event.RoomFeatures {
 	f := smsFeatures(1)
+	if files {
+		f.File = event.FileFeatureMap{}
+		for _, mt := range []event.CapabilityMsgType{event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile} {
+			f.File[mt] = &event.FileFeatures{MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelFullySupported}, MaxSize: 100 << 20, Caption: event.CapLevelDropped}
+		}
+	}
 	f.ID = "com.github.bubbled.capabilities.2026_11_25.rcs"
 	f.MaxTextLength = 3072
 	f.ReadReceipts = true

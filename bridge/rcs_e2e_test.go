@@ -1,14 +1,18 @@
 package bridge_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/connectors/rcs"
@@ -40,6 +44,7 @@ func TestRCSRoute(t *testing.T) {
   rcs:
     provider: rbm
     message_ttl: 1h
+    public_url: {{AS_URL}}
     rbm:
       agent_id: %s
       service_account_file: %s
@@ -140,13 +145,53 @@ func TestRCSRoute(t *testing.T) {
 		}
 	}
 
+	// A file (end-to-end encrypted in the room) goes by RCS: the provider
+	// fetches it, decrypted, from bubbled's media URL.
+	image := append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte("pixel data "), 200)...)
+	encFile := attachment.NewEncryptedFile()
+	upload, err := alice.cli.UploadBytes(ctx, encFile.Encrypt(image), "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileEvt, err := alice.cli.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "cat.png",
+		File: &event.EncryptedFileInfo{EncryptedFile: *encFile, URL: upload.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/png", Size: len(image)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fileURL string
+	for deadline := time.Now().Add(30 * time.Second); fileURL == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, m := range fake.Messages() {
+			if m.MessageID == rcs.MessageID(string(fileEvt.EventID), 0) {
+				fileURL = m.FileURL
+			}
+		}
+	}
+	if fileURL == "" {
+		t.Fatalf("the file did not go by RCS; RBM got %+v; log:\n%s", fake.Messages(), e.tail())
+	}
+	got, err := http.Get(fileURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotBytes, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if got.StatusCode != 200 || !bytes.Equal(gotBytes, image) || got.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("the provider fetched HTTP %d %q, %d bytes; want the decrypted image", got.StatusCode, got.Header.Get("Content-Type"), len(gotBytes))
+	}
+	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "DELIVERED", rcs.MessageID(string(fileEvt.EventID), 0)); err != nil || res.Status != 200 {
+		t.Fatalf("push DELIVERED: %+v %v", res, err)
+	}
+
 	// Unsending a message that went by RCS revokes it at the provider.
 	unsend, err := alice.cli.SendText(ctx, portal, "oops, unsend this")
 	if err != nil {
 		t.Fatal(err)
 	}
 	unsendID := rcs.MessageID(string(unsend.EventID), 0)
-	for deadline := time.Now().Add(30 * time.Second); len(fake.Messages()) < 2 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); len(fake.Messages()) < 3 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 	}
 	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "DELIVERED", unsendID); err != nil || res.Status != 200 {
 		t.Fatalf("push DELIVERED: %+v %v", res, err)

@@ -200,6 +200,9 @@ func (t *smsTransport) Send(ctx context.Context, msg *fallback.Message) (*fallba
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if msg.File != nil {
+		return nil, fallback.Permanent(errors.New("SMS can only carry text, so the file was not sent as SMS"))
+	}
 	line := t.lineFor(msg.Line)
 	if line == nil {
 		return nil, fallback.Temporary(errors.New("the line is not logged in"))

@@ -116,6 +116,11 @@ type RCS struct {
 	CapabilityTTLUnreachable time.Duration `yaml:"capability_ttl_unreachable"`
 	// MessageTTL is the time-to-live given to each RCS message (4h).
 	MessageTTL time.Duration `yaml:"message_ttl"`
+	// PublicURL is the address at which the provider reaches bubbled's
+	// listener (the same one its webhook uses), e.g. https://bubbled.example.org.
+	// Files sent by RCS are fetched from <public_url><webhook_path>/media/...;
+	// "" means files are not sent by RCS.
+	PublicURL string `yaml:"public_url"`
 	// RBM configures Google RCS Business Messaging.
 	RBM RBM `yaml:"rbm"`
 	// MaaP configures a GSMA MaaP chatbot platform.

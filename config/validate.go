@@ -299,6 +299,9 @@ func (c *Config) validateRCS(ch *checker) {
 			ch.add(key(d.name), d.v.String(), "is not a positive duration", "write e.g. 4h")
 		}
 	}
+	if r.PublicURL != "" && !isHTTPURL(r.PublicURL) {
+		ch.add(key("public_url"), q(r.PublicURL), "is not an http(s) URL", `write the address at which the provider reaches this bridge, e.g. https://bubbled.example.org, or "" to send no files by RCS`)
+	}
 	if !strings.HasPrefix(r.WebhookPath, "/") || strings.HasPrefix(r.WebhookPath, "/_matrix") {
 		ch.add(key("webhook_path"), q(r.WebhookPath), "is not a path of its own", "write a path starting with / outside /_matrix, e.g. /rcs")
 	}
@@ -550,6 +553,20 @@ func (c *Config) normalise() {
 }
 
 // unknownEnvWarnings warns about BUBBLED_* variables that match no key.
+// toolVariables are BUBBLED_* variables of bubbled's own tools and tests
+// (the Dendrite harness, the crash tests), which are not config keys.
+var toolVariables = []string{"BUBBLED_DENDRITE_BIN", "BUBBLED_SKIP_DENDRITE", "BUBBLED_CRASH_FULL", "BUBBLED_PG_BIN",
+	"BUBBLED_TEST_POSTGRES", "BUBBLED_TEST_READONLY", "BUBBLED_SMS_CRASH_"}
+
+func isToolVariable(name string) bool {
+	for _, v := range toolVariables {
+		if name == v || strings.HasSuffix(v, "_") && strings.HasPrefix(name, v) {
+			return true
+		}
+	}
+	return false
+}
+
 func unknownEnvWarnings(v *viper.Viper, defs *defaults) []Problem {
 	known := map[string]bool{}
 	for _, k := range v.AllKeys() {
@@ -562,7 +579,7 @@ func unknownEnvWarnings(v *viper.Viper, defs *defaults) []Problem {
 	var names []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, EnvPrefix+"_") && !known[strings.ToUpper(name)] {
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[strings.ToUpper(name)] && !isToolVariable(name) {
 			names = append(names, name)
 		}
 	}

@@ -30,6 +30,16 @@ type Message struct {
 	// Peer is the contact's Matrix user, set by the Router from the directory
 	// answer when the message goes by RouteMatrix; empty for other routes.
 	Peer id.UserID
+	// File, when set, is a file the message carries (Text is then its
+	// caption or name). Routes that cannot carry files fail it permanently.
+	File *File
+}
+
+// File is a file attached to a message, at a URL the route's provider can
+// fetch.
+type File struct {
+	URL, Name, MIMEType string
+	Size                int64
 }
 
 // Receipt says how a Transport took a message.
