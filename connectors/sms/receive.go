@@ -471,8 +471,12 @@ func (l *Line) processPDU(ctx context.Context, source string, idx int, hexPDU st
 			return false
 		}
 		if !res.matched {
-			l.log.Info("kept status report that matches no sent SMS part", zap.Int("mr", msg.MR))
-			return l.keepBad(ctx, source, idx, hexPDU, fmt.Sprintf("status report for MR %d matches no sent part", msg.MR))
+			l.log.Info("kept status report that matches no sent SMS part yet", zap.Int("mr", msg.MR))
+			if !l.keepBad(ctx, source, idx, hexPDU, fmt.Sprintf("status report for MR %d matches no sent part", msg.MR)) {
+				return false
+			}
+			l.rematchLater(msg, hexPDU)
+			return true
 		}
 		if res.outcome != "" {
 			l.log.Info("confirmed SMS by status report", zap.String("id", res.msgID), zap.String("outcome", string(res.outcome)))
@@ -516,6 +520,47 @@ func (l *Line) keepBad(ctx context.Context, source string, idx int, hexPDU, reas
 		return false
 	}
 	return true
+}
+
+// rematchReport waits are the pauses before a status report that matched
+// no part is matched again.
+var rematchReportWaits = []time.Duration{200 * time.Millisecond, time.Second, 5 * time.Second}
+
+// rematchLater matches a status report again a little later. A fast network
+// can report on a part in the instant between the modem's +CMGS answer and
+// the outbox's write of that part's MR; the report is already kept as a bad
+// PDU (so acknowledging it lost nothing) and is taken out of there once it
+// matches. The goroutine belongs to the Line and ends with Close.
+func (l *Line) rematchLater(msg *pdu.Message, hexPDU string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.ctx == nil {
+		return
+	}
+	ctx := l.ctx
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for _, wait := range rematchReportWaits {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.after(wait):
+			}
+			res, err := l.store.statusReport(ctx, msg)
+			if err != nil || !res.matched {
+				continue
+			}
+			l.log.Info("matched a status report on a second look", zap.Int("mr", msg.MR), zap.String("id", res.msgID))
+			if err := l.store.forgetBad(ctx, hexPDU); err != nil {
+				l.log.Warn("failed to drop a matched status report from the bad PDUs", zap.Error(err))
+			}
+			if res.outcome != "" {
+				l.wakeOutcomes()
+			}
+			return
+		}
+	}()
 }
 
 // wake nudges the delivery loop.

@@ -387,6 +387,13 @@ func (s *store) flushStale(ctx context.Context, cutoff time.Time) ([]string, err
 	return ids, nil
 }
 
+// forgetBad drops a kept PDU that turned out usable after all.
+func (s *store) forgetBad(ctx context.Context, hexPDU string) error {
+	h := sha256.Sum256([]byte(s.line + "\x00" + strings.ToUpper(hexPDU)))
+	_, err := s.db.Exec(ctx, `DELETE FROM bubbled_sms_bad_pdu WHERE hash=$1`, hex.EncodeToString(h[:]))
+	return err
+}
+
 // saveBad keeps a PDU that could not be used (undecodable, unsupported or
 // colliding), so deleting it from the SIM loses nothing.
 func (s *store) saveBad(ctx context.Context, source string, index int, hexPDU, reason string) error {
