@@ -78,7 +78,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
 		return exitOK
 	}
-	bridge.Version = Version
 
 	cfg, err := config.Load(configPath, config.LoadOptions{})
 	if err != nil {

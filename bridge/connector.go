@@ -24,9 +24,6 @@ import (
 	"github.com/bubbled/bubbled/fallback"
 )
 
-// Version is bubbled's version, set by main at link time.
-var Version = "dev"
-
 // Connector is the bridgev2 NetworkConnector of bubbled. Create it with New;
 // bridgev2 calls Init, Start and Stop. It is safe for concurrent use.
 type Connector struct {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -33,17 +34,24 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 		ConvertMessageFunc: convertSMS,
 	}
 	res := cl.login.QueueRemoteEvent(evt)
+	if err := remoteEventError(res); err != nil {
+		return fmt.Errorf("bridge SMS %s into Matrix: %w", m.ID, err)
+	}
+	cl.log.Debug("bridged SMS", zap.String("sms_id", m.ID), zap.Bool("duplicate", res.Ignored))
+	return nil
+}
+
+// remoteEventError says whether bridgev2 took a remote event. Handled, or
+// recognised as a duplicate by its ID, is nil; queued happens only with
+// bridge.portal_event_buffer > 0, which main forbids, and counts as taken.
+func remoteEventError(res bridgev2.EventHandlingResult) error {
 	switch {
-	case res.Success, res.Ignored:
-		cl.log.Debug("bridged SMS", zap.String("sms_id", m.ID), zap.Bool("duplicate", res.Ignored))
-		return nil
-	case res.Queued:
-		// Only with bridge.portal_event_buffer > 0, which main forbids.
+	case res.Success, res.Ignored, res.Queued:
 		return nil
 	case res.Error != nil:
-		return fmt.Errorf("bridge SMS %s into Matrix: %w", m.ID, res.Error)
+		return res.Error
 	default:
-		return fmt.Errorf("bridge SMS %s into Matrix: the portal did not accept it", m.ID)
+		return errors.New("the portal did not accept it")
 	}
 }
 

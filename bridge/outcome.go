@@ -124,14 +124,10 @@ func (cl *Client) handleCall(ctx context.Context, c sms.Call) error {
 			}}}, nil
 		},
 	})
-	switch {
-	case res.Success, res.Ignored, res.Queued:
-		return nil
-	case res.Error != nil:
-		return fmt.Errorf("post the missed call: %w", res.Error)
-	default:
-		return fmt.Errorf("post the missed call: the portal did not accept it")
+	if err := remoteEventError(res); err != nil {
+		return fmt.Errorf("post the missed call: %w", err)
 	}
+	return nil
 }
 
 // notifyOwner tells the line's owner something in their management room.

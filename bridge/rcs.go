@@ -227,8 +227,8 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 			EventMeta: base, Data: e, ID: networkid.MessageID(rcsInPrefix + e.MessageID),
 			ConvertMessageFunc: convertRCS,
 		})
-		if !res.Success && !res.Ignored && !res.Queued {
-			return fmt.Errorf("bridge an RCS message into Matrix: %w", res.Error)
+		if err := remoteEventError(res); err != nil {
+			return fmt.Errorf("bridge an RCS message into Matrix: %w", err)
 		}
 	case *rcs.DeliveredEvent, *rcs.ReadEvent:
 		if portal == nil {
