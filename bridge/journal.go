@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -178,17 +179,19 @@ func (j *Journal) Replay(ctx context.Context, as *appservice.AppService) (int, e
 	return len(events), nil
 }
 
-// loopbackAddr turns a listen address into one to connect to.
+// loopbackAddr turns a listen address into one to connect to: an
+// unspecified host (0.0.0.0, ::, or none) becomes the loopback address.
 func loopbackAddr(addr string) string {
-	if strings.HasPrefix(addr, "0.0.0.0:") || strings.HasPrefix(addr, ":") {
-		_, port, _ := strings.Cut(addr, ":")
-		if strings.HasPrefix(addr, "0.0.0.0:") {
-			port = strings.TrimPrefix(addr, "0.0.0.0:")
-		}
-		return "127.0.0.1:" + port
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
 	}
-	if strings.HasPrefix(addr, "[::]:") {
-		return "[::1]:" + strings.TrimPrefix(addr, "[::]:")
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || ip != nil && ip.IsUnspecified() && ip.To4() != nil:
+		return net.JoinHostPort("127.0.0.1", port)
+	case ip != nil && ip.IsUnspecified():
+		return net.JoinHostPort("::1", port)
 	}
 	return addr
 }
