@@ -58,8 +58,10 @@ type Notifier interface {
 	MessageFellBack(ctx context.Context, f FellBack)
 }
 
-// Clock is the Router's source of time. Production uses SystemClock; tests
-// use a fake they advance by hand (fallbacktest.Clock), so they never sleep.
+// Clock is bubbled's one source of time: the Router's timers, the SMS line's
+// backoff, pacing and watchdog, the RCS providers' retries and the
+// directory's cache all take one. Production uses SystemClock; tests use a
+// fake they advance by hand (fallbacktest.Clock), so they never sleep.
 type Clock interface {
 	// Now returns the current time.
 	Now() time.Time
@@ -83,8 +85,17 @@ func (SystemClock) Now() time.Time { return time.Now() }
 // AfterFunc returns time.AfterFunc(d, f).
 func (SystemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
-// sleepOn waits d on clock c, or until ctx is done.
-func sleepOn(ctx context.Context, c Clock, d time.Duration) error {
+// After returns a channel that receives the time once d has passed on c,
+// like time.After. The timer cannot be stopped: use it in loops that wake
+// for other reasons too, not for long waits in large numbers.
+func After(c Clock, d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	c.AfterFunc(d, func() { ch <- c.Now() })
+	return ch
+}
+
+// Sleep waits d on clock c, or until ctx is done (then it returns ctx.Err()).
+func Sleep(ctx context.Context, c Clock, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

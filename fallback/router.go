@@ -231,7 +231,7 @@ func New(opts Options) (*Router, error) {
 		r.clock = SystemClock{}
 	}
 	if r.sleep == nil {
-		r.sleep = func(ctx context.Context, d time.Duration) error { return sleepOn(ctx, r.clock, d) }
+		r.sleep = func(ctx context.Context, d time.Duration) error { return Sleep(ctx, r.clock, d) }
 	}
 	if r.random == nil {
 		r.random = rand.Float64

@@ -1,0 +1,105 @@
+// Package phone is bubbled's one place for phone numbers: parsing what people
+// type or the network sends into E.164, rendering E.164 for people, and the
+// one masking rule for logs. It is a leaf: it imports no bubbled package, so
+// every connector, the router, the config and the bridge can share it.
+package phone
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// ErrBadNumber is wrapped by Parse when the input is not a phone number.
+var ErrBadNumber = errors.New("not a phone number")
+
+// Parse reads a phone number typed by a person or sent by the network and
+// returns its E.164 form with a leading "+". Numbers in national form are
+// read in region (ISO 3166, e.g. "US"; case does not matter); a "tel:"
+// prefix is accepted. Errors wrap ErrBadNumber, quote the input as given and
+// say how to write it instead.
+func Parse(raw, region string) (string, error) {
+	e164, reason := parse(raw, region)
+	if reason != "" {
+		return "", fmt.Errorf("%w: %s; write it in international form, e.g. +15551234567", ErrBadNumber, reason)
+	}
+	return e164, nil
+}
+
+// Valid reports whether raw parses (as Parse) to a number that is not only
+// possible by its length but assigned in its numbering plan.
+func Valid(raw, region string) bool {
+	num, err := phonenumbers.Parse(trimTel(raw), strings.ToUpper(region))
+	return err == nil && phonenumbers.IsValidNumber(num)
+}
+
+// parse returns the E.164 form, or a reason in words why raw is none.
+func parse(raw, region string) (e164, reason string) {
+	s := trimTel(raw)
+	if s == "" {
+		return "", "empty"
+	}
+	num, err := phonenumbers.Parse(s, strings.ToUpper(region))
+	if err != nil {
+		return "", fmt.Sprintf("%q (%v)", raw, err)
+	}
+	if !phonenumbers.IsPossibleNumber(num) {
+		return "", fmt.Sprintf("%q has the wrong number of digits for region %s", raw, phonenumbers.GetRegionCodeForNumber(num))
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), ""
+}
+
+func trimTel(raw string) string {
+	s := strings.TrimSpace(raw)
+	return strings.TrimSpace(strings.TrimPrefix(s, "tel:"))
+}
+
+// Format renders an E.164 number for people ("+1 555-123-4567"). Input that
+// does not parse is returned unchanged.
+func Format(e164 string) string {
+	num, err := phonenumbers.Parse(e164, "")
+	if err != nil {
+		return e164
+	}
+	return phonenumbers.Format(num, phonenumbers.INTERNATIONAL)
+}
+
+// KnownRegion reports whether region (ISO 3166, upper case) is one the
+// numbering library knows, so national numbers can be read in it.
+func KnownRegion(region string) bool {
+	return phonenumbers.GetSupportedRegions()[region]
+}
+
+// Mask is the one masking rule for logs, errors and notices that may leave
+// the machine: every digit but the last two becomes '*', every other
+// character stays ("+15551234567" -> "+*********67", "BANK" -> "BANK").
+// One rule everywhere means two log lines together reveal no more than
+// either alone. Inputs with two digits or fewer are fully starred.
+func Mask(s string) string {
+	digits := 0
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			digits++
+		}
+	}
+	keep := 2
+	if digits <= keep {
+		keep = 0
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	seen := 0
+	for _, c := range s {
+		if c >= '0' && c <= '9' {
+			seen++
+			if seen <= digits-keep {
+				b.WriteByte('*')
+				continue
+			}
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,91 @@
+package phone
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw, region, want string
+		bad                     bool
+	}{
+		{name: "international", raw: "+1 555 123 4567", region: "", want: "+15551234567"},
+		{name: "tel URI", raw: "tel:+447700900123", region: "", want: "+447700900123"},
+		{name: "national in region", raw: "07700 900123", region: "GB", want: "+447700900123"},
+		{name: "region lower case", raw: "030 1234567", region: "de", want: "+49301234567"},
+		{name: "empty", raw: "  ", region: "US", bad: true},
+		{name: "letters", raw: "hello", region: "US", bad: true},
+		{name: "too short", raw: "+1 555", region: "", bad: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Parse(tc.raw, tc.region)
+			if tc.bad {
+				if !errors.Is(err, ErrBadNumber) || !strings.Contains(err.Error(), "international form") {
+					t.Fatalf("Parse(%q) = %q, %v; want ErrBadNumber saying how to write it", tc.raw, got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Parse(%q, %q) = %q, %v; want %q", tc.raw, tc.region, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidAndFormat(t *testing.T) {
+	if !Valid("+12015550123", "") || Valid("+15550000000", "") {
+		t.Fatal("Valid disagrees with the numbering plan")
+	}
+	if got := Format("+15551234567"); got != "+1 555-123-4567" {
+		t.Fatalf("Format = %q", got)
+	}
+	if got := Format("BANK"); got != "BANK" {
+		t.Fatalf("Format of a non-number = %q, want it unchanged", got)
+	}
+	if !KnownRegion("GB") || KnownRegion("XX") {
+		t.Fatal("KnownRegion wrong")
+	}
+}
+
+func TestMask(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"+15551234567", "+*********67"},
+		{"15551234567", "*********67"},
+		{"72404", "***04"},
+		{"BANK", "BANK"},
+		{"Bank123", "Bank*23"},
+		{"12", "**"},
+		{"", ""},
+	} {
+		if got := Mask(tc.in); got != tc.want {
+			t.Errorf("Mask(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestMaskRevealsNoMoreTogether: two masks of the same number, however it is
+// written, reveal the same two digits, so log lines cannot be combined.
+func TestMaskRevealsNoMoreTogether(t *testing.T) {
+	a, b := Mask("+15551234567"), Mask("15551234567")
+	if strings.Trim(a, "+*") != "67" || strings.Trim(b, "*") != "67" {
+		t.Fatalf("masks reveal different digits: %q %q", a, b)
+	}
+}
+
+func FuzzMask(f *testing.F) {
+	f.Add("+15551234567")
+	f.Fuzz(func(t *testing.T, s string) {
+		m := Mask(s)
+		shown := 0
+		for _, c := range m {
+			if c >= '0' && c <= '9' {
+				shown++
+			}
+		}
+		if shown > 2 {
+			t.Fatalf("Mask(%q) = %q shows %d digits", s, m, shown)
+		}
+	})
+}
