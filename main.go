@@ -1,5 +1,8 @@
-// Command bubbled bridges SMS from a USB GSM modem (and later RCS and Matrix
-// itself) into Matrix rooms, one end-to-end encrypted room per contact.
+// Command bubbled bridges a phone line into Matrix: one end-to-end encrypted
+// room per contact, each message sent the best way that reaches the person
+// (their own Matrix account, RCS, or SMS from a USB GSM modem). main wires
+// config, logging, bridgev2 and the connectors; the logic lives in bridge/,
+// fallback/ and connectors/.
 package main
 
 import (
@@ -44,61 +47,76 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is main without os.Exit: it returns the exit code, and writes what it
-// says before logging is set up to stdout and stderr.
-func run(args []string, stdout, stderr io.Writer) int {
+// flags are the command line of bubbled.
+type flags struct {
+	configPath      string
+	registration    string
+	generateReg     bool
+	showVersion     bool
+	ignoreUnsupport bool
+}
+
+// parseFlags reads args; ok is false when run must return code at once.
+func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 	fs := flag.NewFlagSet("bubbled", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		configPath      string
-		registration    string
-		generateReg     bool
-		showVersion     bool
-		ignoreUnsupport bool
-	)
-	fs.StringVar(&configPath, "c", "config.yaml", "path to the config file")
-	fs.StringVar(&configPath, "config", "config.yaml", "path to the config file")
-	fs.BoolVar(&generateReg, "g", false, "write the appservice registration file (see -r), persist its tokens in the config, and exit")
-	fs.BoolVar(&generateReg, "generate-registration", false, "same as -g")
-	fs.StringVar(&registration, "r", "registration.yaml", "where -g writes the appservice registration")
-	fs.StringVar(&registration, "registration", "registration.yaml", "same as -r")
-	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
+	fs.StringVar(&f.configPath, "c", "config.yaml", "path to the config file")
+	fs.StringVar(&f.configPath, "config", "config.yaml", "path to the config file")
+	fs.BoolVar(&f.generateReg, "g", false, "write the appservice registration file (see -r), persist its tokens in the config, and exit")
+	fs.BoolVar(&f.generateReg, "generate-registration", false, "same as -g")
+	fs.StringVar(&f.registration, "r", "registration.yaml", "where -g writes the appservice registration")
+	fs.StringVar(&f.registration, "registration", "registration.yaml", "same as -r")
+	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&f.ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return f, exitOK, false
 		}
-		return exitUsage
+		return f, exitUsage, false
 	}
-	if showVersion {
+	return f, 0, true
+}
+
+// run is main without os.Exit: it returns the exit code, and writes what it
+// says before logging is set up to stdout and stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	f, code, ok := parseFlags(args, stderr)
+	if !ok {
+		return code
+	}
+	if f.showVersion {
 		fmt.Fprintf(stdout, "bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
 		return exitOK
 	}
-
-	cfg, err := config.Load(configPath, config.LoadOptions{})
+	cfg, err := config.Load(f.configPath, config.LoadOptions{})
 	if err != nil {
-		fmt.Fprintf(stderr, "bubbled: the config %s is not usable:\n%v\n", configPath, err)
+		fmt.Fprintf(stderr, "bubbled: the config %s is not usable:\n%v\n", f.configPath, err)
 		return exitConfig
 	}
-	if generateReg {
-		if err := cfg.GenerateRegistration(registration); err != nil {
+	if f.generateReg {
+		if err := cfg.GenerateRegistration(f.registration); err != nil {
 			fmt.Fprintf(stderr, "bubbled: can't write the registration: %v\n", err)
 			return exitRegistration
 		}
-		fmt.Fprintf(stdout, "Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", registration)
+		fmt.Fprintf(stdout, "Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", f.registration)
 		return exitOK
 	}
-
 	zl, err := config.NewLogger(cfg.Log)
 	if err != nil {
 		fmt.Fprintf(stderr, "bubbled: can't set up logging: %v\n", err)
 		return exitLogger
 	}
 	defer func() { _ = zl.Sync() }()
+	return serve(cfg, f, zl)
+}
+
+// serve runs the bridge until a signal or a takeover and returns the exit
+// code.
+func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	zlog := config.ZerologToZap(zl, cfg.Log.ZerologLevel())
 	exzerolog.SetupDefaults(&zlog)
 
@@ -109,7 +127,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		zl.Warn("ignored part of the config", zap.String("key", w.Key), zap.String("reason", w.Reason), zap.String("fix", w.Fix))
 	}
-	zl.Info("starting bubbled", zap.String("version", Version), zap.String("config", configPath),
+	zl.Info("starting bubbled", zap.String("version", Version), zap.String("config", f.configPath),
 		zap.String("homeserver", cfg.Homeserver.Address), zap.Int("modems", len(cfg.Network.Modems)))
 
 	db, err := dbutil.NewFromConfig("bubbled", cfg.Database, dbutil.ZeroLogger(zlog.With().Str("db_section", "main").Logger()))
@@ -119,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	mx := matrix.NewConnector(&cfg.Config)
-	mx.IgnoreUnsupportedServer = ignoreUnsupport
+	mx.IgnoreUnsupportedServer = f.ignoreUnsupport
 	conn := bridge.New(cfg.Network, zl.Named("bridge"))
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
 	stop := make(chan int, 1)
@@ -146,24 +164,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		zl.Error("failed to start", zap.Error(err))
 		return exitStart
 	}
-
 	if n, err := journal.Replay(ctx, mx.AS); err != nil {
 		zl.Error("failed to replay journaled messages; they stay journaled for the next start", zap.Error(err))
 	} else if n > 0 {
 		zl.Info("replayed messages that were received but not handled before a crash", zap.Int("events", n))
 	}
+	code := waitForStop(zl, stop)
+	br.StopWithTimeout(10 * time.Second)
+	return code
+}
 
+// waitForStop blocks until SIGINT/SIGTERM (exit 0) or a takeover of the
+// appservice connection (the code sent on stop).
+func waitForStop(zl *zap.Logger, stop <-chan int) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	code := exitOK
+	defer signal.Stop(sig)
 	select {
 	case s := <-sig:
 		zl.Info("stopping on signal", zap.String("signal", s.String()))
-	case code = <-stop:
+		return exitOK
+	case code := <-stop:
 		zl.Warn("stopping: another bridge instance took over the connection")
+		return code
 	}
-	br.StopWithTimeout(10 * time.Second)
-	return code
 }
 
 // startBridge runs bridgev2's start sequence without its os.Exit paths.

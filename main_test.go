@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -88,5 +94,125 @@ func TestRunFlagsAndConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The house rules of ../shared/STYLE.md and issue 8, checked on every run so
+// that a later change cannot quietly undo the layout.
+
+const module = "github.com/bubbled/bubbled"
+
+// TestImportBoundaries: connectors/sms/at imports no other bubbled package;
+// nothing under connectors/ or fallback/ imports bridge or bridgev2;
+// connectors do not import each other (connectors/phone aside); only bridge/
+// (and main) import bridgev2.
+func TestImportBoundaries(t *testing.T) {
+	pkgs := goListDeps(t)
+	for pkg, deps := range pkgs {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		for _, dep := range deps {
+			drel, ours := strings.CutPrefix(dep, module+"/")
+			switch {
+			case rel == "connectors/sms/at" && ours:
+				t.Errorf("%s imports %s: the AT layer imports no other bubbled package", rel, dep)
+			case (strings.HasPrefix(rel, "connectors/") || strings.HasPrefix(rel, "fallback")) &&
+				(strings.HasPrefix(dep, "maunium.net/go/mautrix/bridgev2") || (ours && strings.HasPrefix(drel, "bridge"))):
+				t.Errorf("%s imports %s: connectors and fallback never import bridge or bridgev2", rel, dep)
+			case strings.HasPrefix(rel, "connectors/") && ours && strings.HasPrefix(drel, "connectors/") &&
+				connectorOf(rel) != connectorOf(drel) && connectorOf(drel) != "phone":
+				t.Errorf("%s imports %s: connectors do not import each other (connectors/phone aside)", rel, dep)
+			case strings.HasPrefix(rel, "fallback") && ours && !strings.HasPrefix(drel, "fallback") && drel != "connectors/phone":
+				t.Errorf("%s imports %s: fallback is a leaf", rel, dep)
+			}
+		}
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+}
+
+// connectorOf names the connector a package path under connectors/ belongs to.
+func connectorOf(rel string) string {
+	parts := strings.Split(rel, "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[1]
+}
+
+// goListDeps returns each bubbled package's transitive imports (tests not
+// included: a test may use another connector's simulator).
+func goListDeps(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-tags", "goolm", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkgs[f[0]] = f[1:]
+	}
+	return pkgs
+}
+
+// TestGlueStaysThin: bridge/ (outside its tools trial/ and dendritetest/) is
+// glue: every file imports bridgev2 or the appservice, and all of it stays
+// under 2,600 lines.
+func TestGlueStaysThin(t *testing.T) {
+	files, err := filepath.Glob("bridge/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += bytes.Count(src, []byte("\n"))
+		if !bytes.Contains(src, []byte(`"maunium.net/go/mautrix/bridgev2`)) && !bytes.Contains(src, []byte(`"maunium.net/go/mautrix/appservice"`)) {
+			t.Errorf("%s imports neither bridgev2 nor appservice: logic without Matrix belongs in a connector or fallback", f)
+		}
+	}
+	if total >= 2600 {
+		t.Errorf("bridge/ has %d lines of glue; keep it under 2,600 by moving logic into the pure packages", total)
+	}
+}
+
+// TestNoLongFunctions: no production function is over 80 lines (the tools
+// and fakes used by tests aside), so each says one thing.
+func TestNoLongFunctions(t *testing.T) {
+	skip := []string{"bridge/trial", "bridge/dendritetest", "fallback/fallbacktest", "connectors/sms/modemsim",
+		"connectors/rcs/rbmfake", "connectors/rcs/maapfake", "connectors/directory/isfake"}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "testdata" || slices.Contains(skip, p)) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
+				if n := fset.Position(fd.End()).Line - fset.Position(fd.Pos()).Line + 1; n > 80 {
+					t.Errorf("%s: %s is %d lines; split it by concern (at most 80)", p, fd.Name.Name, n)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

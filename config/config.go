@@ -258,25 +258,10 @@ type LoadOptions struct {
 // opts.ReadOnly. Secrets set through the environment are never written.
 // A relative SQLite path in database.uri is resolved beside the file.
 func Load(path string, opts LoadOptions) (*Config, error) {
-	abs, err := filepath.Abs(path)
+	abs, data, userRoot, err := readConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("resolve config path %q: %w", path, err)
+		return nil, err
 	}
-	data, err := os.ReadFile(abs)
-	if err != nil {
-		return nil, fmt.Errorf("read config file: %w; create it from example-config.yaml", err)
-	}
-	var userDoc yaml.Node
-	if err := yaml.Unmarshal(data, &userDoc); err != nil {
-		return nil, fmt.Errorf("parse config file %s: %w; fix the YAML syntax at that line", abs, err)
-	}
-	// Decoding catches what parsing into a node does not, such as
-	// duplicate keys.
-	var scratch any
-	if err := userDoc.Decode(&scratch); err != nil {
-		return nil, fmt.Errorf("parse config file %s: %w; fix the file at that line", abs, err)
-	}
-	userRoot := documentRoot(&userDoc)
 
 	defs, err := loadDefaults()
 	if err != nil {
@@ -341,6 +326,30 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// readConfigFile reads and parses the file at path, returning its absolute
+// path, its bytes and the root of its YAML document.
+func readConfigFile(path string) (abs string, data []byte, root *yaml.Node, err error) {
+	abs, err = filepath.Abs(path)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("resolve config path %q: %w", path, err)
+	}
+	data, err = os.ReadFile(abs)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("read config file: %w; create it from example-config.yaml", err)
+	}
+	var userDoc yaml.Node
+	if err := yaml.Unmarshal(data, &userDoc); err != nil {
+		return "", nil, nil, fmt.Errorf("parse config file %s: %w; fix the YAML syntax at that line", abs, err)
+	}
+	// Decoding catches what parsing into a node does not, such as
+	// duplicate keys.
+	var scratch any
+	if err := userDoc.Decode(&scratch); err != nil {
+		return "", nil, nil, fmt.Errorf("parse config file %s: %w; fix the file at that line", abs, err)
+	}
+	return abs, data, documentRoot(&userDoc), nil
 }
 
 // ValidationError reports every problem found in a config at once. Its

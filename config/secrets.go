@@ -219,27 +219,38 @@ func editText(data []byte, root *yaml.Node, path []string, value string) ([]byte
 		return nil, false
 	}
 	if v.Value == "" && v.Style == 0 {
-		// `key:` with nothing after it: append the value after the colon.
-		if k.Line < 1 || k.Line > len(lines) {
-			return nil, false
-		}
-		runes := []rune(lines[k.Line-1])
-		start := k.Column - 1 + len([]rune(k.Value))
-		if k.Column < 1 || start >= len(runes) || runes[start] != ':' {
-			return nil, false
-		}
-		rest := string(runes[start+1:])
-		trimmed := strings.TrimLeft(rest, " \t")
-		if trimmed != "" && !strings.HasPrefix(trimmed, "#") && strings.TrimRight(trimmed, "\r\n") != "" {
-			return nil, false
-		}
-		suffix := ""
-		if strings.HasPrefix(trimmed, "#") {
-			suffix = " " + strings.TrimRight(trimmed, "\r\n")
-		}
-		lines[k.Line-1] = string(runes[:start+1]) + " " + quoted + suffix + nl
-		return []byte(strings.Join(lines, "")), true
+		return fillEmptyValue(lines, k, quoted, nl)
 	}
+	return replaceScalar(lines, v, quoted)
+}
+
+// fillEmptyValue writes quoted after the colon of `key:` (nothing after it
+// but perhaps a comment, which is kept).
+func fillEmptyValue(lines []string, k *yaml.Node, quoted, nl string) ([]byte, bool) {
+	if k.Line < 1 || k.Line > len(lines) {
+		return nil, false
+	}
+	runes := []rune(lines[k.Line-1])
+	start := k.Column - 1 + len([]rune(k.Value))
+	if k.Column < 1 || start >= len(runes) || runes[start] != ':' {
+		return nil, false
+	}
+	rest := string(runes[start+1:])
+	trimmed := strings.TrimLeft(rest, " \t")
+	if trimmed != "" && !strings.HasPrefix(trimmed, "#") && strings.TrimRight(trimmed, "\r\n") != "" {
+		return nil, false
+	}
+	suffix := ""
+	if strings.HasPrefix(trimmed, "#") {
+		suffix = " " + strings.TrimRight(trimmed, "\r\n")
+	}
+	lines[k.Line-1] = string(runes[:start+1]) + " " + quoted + suffix + nl
+	return []byte(strings.Join(lines, "")), true
+}
+
+// replaceScalar swaps the plain or quoted scalar v for quoted in place,
+// keeping the rest of its line.
+func replaceScalar(lines []string, v *yaml.Node, quoted string) ([]byte, bool) {
 	var raw string
 	switch v.Style {
 	case 0:
