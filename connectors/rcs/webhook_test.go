@@ -18,6 +18,7 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/rcs/maapfake"
 	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // webhookEnv is a handler on a test server with both fakes pointed at it.
@@ -507,7 +508,7 @@ func TestWebhookRestart(t *testing.T) {
 }
 
 func TestWebhookConsumerRetry(t *testing.T) {
-	e := newWebhookEnv(t, envOptions{start: true, retry: RetryPolicy{Attempts: 3, Jitter: halfJitter}})
+	e := newWebhookEnv(t, envOptions{start: true, retry: RetryPolicy{Policy: fallback.RetryPolicy{Attempts: 3}, Random: halfJitter}})
 	ctx := context.Background()
 	var mu sync.Mutex
 	calls := map[string]int{}
