@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // DefaultConfirmTimeout is the usual wait for a confirmation before a message
@@ -434,16 +435,9 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	if err := checkMessage(msg); err != nil {
 		return nil, err
 	}
-	m := *msg
-	m.Peer = ""
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, ErrClosed
-	}
-	now := r.clock.Now()
-	if m.Created.IsZero() {
-		m.Created = now
+	m, now, err := r.begin(msg)
+	if err != nil {
+		return nil, err
 	}
 	if rec := r.msgs[m.ID]; rec != nil {
 		defer r.mu.Unlock()
@@ -465,7 +459,7 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	if res.err != nil {
 		r.dropLocked(m.ID, rec)
 		r.mu.Unlock()
-		r.log.Debug("failed to send message", zap.String("to", maskNumber(m.To)),
+		r.log.Debug("failed to send message", zap.String("to", phone.Mask(m.To)),
 			zap.Stringer("class", Classify(res.err)), zap.Error(res.err))
 		return nil, res.err
 	}
@@ -480,12 +474,30 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	rc := *res.rcpt
 	r.mu.Unlock()
 
-	r.log.Debug("sent message", zap.String("to", maskNumber(m.To)), zap.String("route", string(rt)),
+	r.log.Debug("sent message", zap.String("to", phone.Mask(m.To)), zap.String("route", string(rt)),
 		zap.Int("skipped", len(res.skipped)))
 	if notify && r.note != nil {
 		r.note.RouteChanged(ctx, change)
 	}
 	return &rc, nil
+}
+
+// begin takes the Router's copy of msg for one Send or SendVia, with Peer
+// cleared (the directory sets it) and Created set, and returns with r.mu
+// held, unless the Router is closed (ErrClosed, r.mu not held).
+func (r *Router) begin(msg *Message) (Message, time.Time, error) {
+	m := *msg
+	m.Peer = ""
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return Message{}, time.Time{}, ErrClosed
+	}
+	now := r.clock.Now()
+	if m.Created.IsZero() {
+		m.Created = now
+	}
+	return m, now, nil
 }
 
 // SendVia sends msg by route rt now, with no ladder, no confirmation timer
@@ -504,16 +516,9 @@ func (r *Router) SendVia(ctx context.Context, msg *Message, rt Route) (*Receipt,
 	if err := r.usable(rt); err != nil {
 		return nil, fmt.Errorf("send via: %w", err)
 	}
-	m := *msg
-	m.Peer = ""
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, ErrClosed
-	}
-	now := r.clock.Now()
-	if m.Created.IsZero() {
-		m.Created = now
+	m, now, err := r.begin(msg)
+	if err != nil {
+		return nil, err
 	}
 	rec := r.msgs[m.ID]
 	fresh := rec == nil
@@ -669,7 +674,7 @@ func (r *Router) walk(ctx context.Context, m *Message, routes []Route, used []Ro
 			lastTemp = &SendError{Route: rt, Class: ClassTemporary, Attempts: attempts, Err: err}
 			r.invalidate(rt, cand.To)
 			r.log.Info("moved down the ladder after temporary errors", zap.String("route", string(rt)),
-				zap.String("to", maskNumber(cand.To)), zap.Int("attempts", attempts), zap.Error(err))
+				zap.String("to", phone.Mask(cand.To)), zap.Int("attempts", attempts), zap.Error(err))
 		default:
 			o.err = &SendError{Route: rt, Class: class, Attempts: attempts, Skipped: o.skipped, Err: err}
 			return o
@@ -778,12 +783,4 @@ func (r *Router) invalidate(rt Route, to string) {
 	if inv := r.invalidators[rt]; inv != nil {
 		inv.Invalidate(to)
 	}
-}
-
-// maskNumber hides all but the last three digits of a number for logs.
-func maskNumber(e164 string) string {
-	if len(e164) <= 4 {
-		return "***"
-	}
-	return strings.Repeat("*", len(e164)-3) + e164[len(e164)-3:]
 }
