@@ -185,45 +185,14 @@ func New(opts Options) (*Router, error) {
 	case opts.Remember < 0:
 		return nil, fmt.Errorf("fallback options: remember %s must not be negative", opts.Remember)
 	}
-	for _, t := range opts.Transports {
-		if t == nil {
-			return nil, errors.New("fallback options: a transport is nil")
-		}
-		rt := t.Route()
-		if err := checkRoute(rt); err != nil {
-			return nil, fmt.Errorf("fallback options: transport %T: %w", t, err)
-		}
-		if r.transports[rt] != nil {
-			return nil, fmt.Errorf("fallback options: two transports for route %s (%T and %T): keep one", rt, r.transports[rt], t)
-		}
-		r.transports[rt] = t
-		if rc, ok := t.(Reacher); ok {
-			r.reachers[rt] = rc
-		}
-		if inv, ok := t.(Invalidator); ok {
-			r.invalidators[rt] = inv
-		}
+	if err := r.addTransports(opts.Transports); err != nil {
+		return nil, err
 	}
 	if inv, ok := opts.Directory.(Invalidator); ok {
 		r.dirInvalidator = inv
 	}
-	order := opts.Order
-	if len(order) == 0 {
-		order = DefaultOrder()
-	}
-	for i, rt := range order {
-		if err := checkRoute(rt); err != nil {
-			return nil, fmt.Errorf("fallback options: order[%d]: %w", i, err)
-		}
-		if slices.Contains(order[:i], rt) {
-			return nil, fmt.Errorf("fallback options: order lists %s twice: list each route once", rt)
-		}
-		if r.usable(rt) == nil {
-			r.ladder = append(r.ladder, rt)
-		}
-	}
-	if len(r.ladder) == 0 {
-		return nil, fmt.Errorf("fallback options: no route of the order %v has a transport: configure a modem line (sms) or another route", order)
+	if err := r.buildLadder(opts.Order); err != nil {
+		return nil, err
 	}
 	if r.remember == 0 {
 		r.remember = DefaultRemember
@@ -242,6 +211,54 @@ func New(opts Options) (*Router, error) {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
+}
+
+// addTransports files each transport under its route, with its optional
+// abilities.
+func (r *Router) addTransports(ts []Transport) error {
+	for _, t := range ts {
+		if t == nil {
+			return errors.New("fallback options: a transport is nil")
+		}
+		rt := t.Route()
+		if err := checkRoute(rt); err != nil {
+			return fmt.Errorf("fallback options: transport %T: %w", t, err)
+		}
+		if r.transports[rt] != nil {
+			return fmt.Errorf("fallback options: two transports for route %s (%T and %T): keep one", rt, r.transports[rt], t)
+		}
+		r.transports[rt] = t
+		if rc, ok := t.(Reacher); ok {
+			r.reachers[rt] = rc
+		}
+		if inv, ok := t.(Invalidator); ok {
+			r.invalidators[rt] = inv
+		}
+	}
+	return nil
+}
+
+// buildLadder keeps the routes of order (DefaultOrder when empty) that can
+// be used; it needs the transports and the directory in place.
+func (r *Router) buildLadder(order []Route) error {
+	if len(order) == 0 {
+		order = DefaultOrder()
+	}
+	for i, rt := range order {
+		if err := checkRoute(rt); err != nil {
+			return fmt.Errorf("fallback options: order[%d]: %w", i, err)
+		}
+		if slices.Contains(order[:i], rt) {
+			return fmt.Errorf("fallback options: order lists %s twice: list each route once", rt)
+		}
+		if r.usable(rt) == nil {
+			r.ladder = append(r.ladder, rt)
+		}
+	}
+	if len(r.ladder) == 0 {
+		return fmt.Errorf("fallback options: no route of the order %v has a transport: configure a modem line (sms) or another route", order)
+	}
+	return nil
 }
 
 func checkRoute(rt Route) error {
