@@ -246,9 +246,9 @@ func (r *RBM) SendTyping(ctx context.Context, e164 string, on bool) error {
 // SendRead sends a READ agent event for the user's message messageID. The
 // event ID derives from messageID, so a resend is a duplicate.
 func (r *RBM) SendRead(ctx context.Context, e164, messageID string) error {
-	return r.aboutMessage(ctx, e164, messageID, func(num string) apiRequest {
+	return r.aboutMessage(ctx, "send read receipt", e164, messageID, func(num string) apiRequest {
 		return apiRequest{
-			op: "send read receipt", method: http.MethodPost,
+			method: http.MethodPost,
 			path:   "/v1/phones/" + num + "/agentEvents",
 			query:  r.query("eventId", readEventID(messageID)),
 			body:   rbmAgentEvent{EventType: "READ", MessageID: messageID},
@@ -260,28 +260,29 @@ func (r *RBM) SendRead(ctx context.Context, e164, messageID string) error {
 // Revoke calls phones.agentMessages.delete. RBM answers 200 whether or not
 // the message was still undelivered.
 func (r *RBM) Revoke(ctx context.Context, e164, messageID string) error {
-	return r.aboutMessage(ctx, e164, messageID, func(num string) apiRequest {
+	return r.aboutMessage(ctx, "revoke message", e164, messageID, func(num string) apiRequest {
 		return apiRequest{
-			op: "revoke message", method: http.MethodDelete,
-			path:  "/v1/phones/" + num + "/agentMessages/" + url.PathEscape(messageID),
-			query: r.query(),
+			method: http.MethodDelete,
+			path:   "/v1/phones/" + num + "/agentMessages/" + url.PathEscape(messageID),
+			query:  r.query(),
 		}
 	})
 }
 
-// aboutMessage makes the call build returns for the escaped number, after
+// aboutMessage makes call op, built by build for the escaped number, after
 // checking that e164 is a number and messageID is given: both name the
 // message on the provider's side.
-func (r *RBM) aboutMessage(ctx context.Context, e164, messageID string, build func(num string) apiRequest) error {
-	rq := build("")
-	num, err := numberPath("rbm", rq.op, e164)
+func (r *RBM) aboutMessage(ctx context.Context, op, e164, messageID string, build func(num string) apiRequest) error {
+	num, err := numberPath("rbm", op, e164)
 	if err != nil {
 		return err
 	}
 	if messageID == "" {
-		return fmt.Errorf("rbm %s: %w: no message ID", rq.op, ErrInvalidRequest)
+		return fmt.Errorf("rbm %s: %w: no message ID", op, ErrInvalidRequest)
 	}
-	_, err = r.api.do(ctx, build(num))
+	rq := build(num)
+	rq.op = op
+	_, err = r.api.do(ctx, rq)
 	return err
 }
 
