@@ -38,7 +38,7 @@ func Valid(raw, region string) bool {
 // Explain is Parse for callers that show the input their own way (masked in
 // logs, quoted under a config key): it returns the E.164 form, or, as
 // problem, why raw is not a phone number in words that do not repeat raw
-// ("empty", "wrong number of digits for its country", or the numbering
+// ("empty", "wrong number of digits for region US", or the numbering
 // library's reason).
 func Explain(raw, region string) (e164, problem string) {
 	e164, f, detail := read(raw, region)
@@ -47,8 +47,6 @@ func Explain(raw, region string) (e164, problem string) {
 		return "", "empty"
 	case f == failUnreadable:
 		return "", detail
-	case f == failLength && detail == "":
-		return "", "wrong number of digits for its country"
 	case f == failLength:
 		return "", "wrong number of digits for region " + detail
 	}
