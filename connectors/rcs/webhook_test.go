@@ -541,7 +541,7 @@ func TestWebhookConsumerRetry(t *testing.T) {
 	if calls["flaky"] != 3 || calls["poison"] != 3 || calls["fine"] != 1 {
 		t.Fatalf("consumer calls = %v", calls)
 	}
-	// Base 1s with half jitter: 750ms after the first failure, 1.5s after
+	// Initial 1s with half jitter: 750ms after the first failure, 1.5s after
 	// the second; flaky and poison both fail twice before resolving.
 	want := []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 750 * time.Millisecond, 1500 * time.Millisecond}
 	if got := e.clock.Sleeps(); fmt.Sprint(got) != fmt.Sprint(want) {
