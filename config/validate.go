@@ -15,10 +15,11 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/nyaruka/phonenumbers"
 	"github.com/spf13/viper"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // Validate checks the loaded config and returns a *ValidationError listing
@@ -61,23 +62,25 @@ func (c *Config) validate() []Problem {
 
 func (c *Config) validateHomeserver(ch *checker) {
 	hs := c.Homeserver
-	path := []string{"homeserver", "address"}
-	switch {
-	case hs.Address == placeholderHSAddress:
-		ch.add(path, q(hs.Address), "is the example value",
-			"write the client-server URL of your homeserver, e.g. http://127.0.0.1:8008")
-	case !isHTTPURL(hs.Address):
-		ch.add(path, q(hs.Address), "is not a URL",
-			"write the client-server URL of your homeserver, e.g. http://127.0.0.1:8008")
-	}
-	path = []string{"homeserver", "domain"}
-	switch {
-	case hs.Domain == placeholderDomain:
-		ch.add(path, q(hs.Domain), "is the example value",
-			"write your homeserver's server_name (the part after the colon in @you:server), e.g. localhost")
-	case !validServerName(hs.Domain):
-		ch.add(path, q(hs.Domain), "is not a server name",
-			"write your homeserver's server_name without scheme or path, e.g. localhost or matrix.example.org")
+	const addressFix = "write the client-server URL of your homeserver, e.g. http://127.0.0.1:8008"
+	for _, s := range []struct {
+		key, value     string
+		example        string // the example config's placeholder
+		exampleFix     string
+		valid          func(string) bool
+		invalid, fixIt string
+	}{
+		{"address", hs.Address, placeholderHSAddress, addressFix, isHTTPURL, "is not a URL", addressFix},
+		{"domain", hs.Domain, placeholderDomain, "write your homeserver's server_name (the part after the colon in @you:server), e.g. localhost",
+			validServerName, "is not a server name", "write your homeserver's server_name without scheme or path, e.g. localhost or matrix.example.org"},
+	} {
+		path := []string{"homeserver", s.key}
+		switch {
+		case s.value == s.example:
+			ch.add(path, q(s.value), "is the example value", s.exampleFix)
+		case !s.valid(s.value):
+			ch.add(path, q(s.value), s.invalid, s.fixIt)
+		}
 	}
 	if !bridgeconfig.AllowedHomeserverSoftware[hs.Software] {
 		ch.add([]string{"homeserver", "software"}, q(string(hs.Software)), "is not a supported value",
@@ -213,7 +216,7 @@ var modemIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 func (c *Config) validateNetwork(ch *checker) {
 	n := c.Network
 	region := strings.ToUpper(n.DefaultRegion)
-	regionOK := phonenumbers.GetSupportedRegions()[region]
+	regionOK := phone.KnownRegion(region)
 	if !regionOK {
 		ch.add([]string{"network", "default_region"}, q(n.DefaultRegion), "is not a region known to the phone number library",
 			"write a two-letter ISO 3166 country code such as US, GB or DE")
@@ -251,8 +254,7 @@ func (c *Config) validateNetwork(ch *checker) {
 				`write the SIM's 4 to 8 digit PIN as a quoted string, e.g. "1234", or remove the key if the SIM has no PIN`)
 		}
 		if m.OwnNumber != "" {
-			num, err := phonenumbers.Parse(m.OwnNumber, region)
-			if err != nil || !phonenumbers.IsValidNumber(num) {
+			if !phone.Valid(m.OwnNumber, region) {
 				ch.add(at("own_number"), q(m.OwnNumber), "is not a valid phone number for region "+region,
 					"write the SIM's number in international form, e.g. +12015550123, or remove the key to ask the SIM")
 			}
@@ -361,12 +363,11 @@ func (c *Config) validateDirectory(ch *checker, region string) {
 	for _, number := range numbers {
 		mxid := d.Static[number]
 		key := []string{"network", "directory", "static[" + strconv.Quote(number) + "]"}
-		num, err := phonenumbers.Parse(number, region)
-		if err != nil || !phonenumbers.IsPossibleNumber(num) {
+		e164, err := phone.Parse(number, region)
+		if err != nil {
 			ch.add(key, q(number), "is not a phone number", "write the number in international form, e.g. \"+12015550123\": \"@bob:example.org\"")
 			continue
 		}
-		e164 := phonenumbers.Format(num, phonenumbers.E164)
 		if _, _, err := id.UserID(mxid).Parse(); err != nil || !strings.HasPrefix(mxid, "@") {
 			ch.add(key, q(mxid), "is not a Matrix user ID", "write a full Matrix ID such as @bob:example.org")
 			continue
@@ -546,8 +547,8 @@ func (c *Config) normalise() {
 		if m.OwnNumber == "" {
 			continue
 		}
-		if num, err := phonenumbers.Parse(m.OwnNumber, c.Network.DefaultRegion); err == nil {
-			m.OwnNumber = phonenumbers.Format(num, phonenumbers.E164)
+		if e164, err := phone.Parse(m.OwnNumber, c.Network.DefaultRegion); err == nil {
+			m.OwnNumber = e164
 		}
 	}
 }

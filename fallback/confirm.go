@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // Confirm tells the Router that the message with this ID was confirmed on
@@ -208,14 +210,14 @@ func (r *Router) expire(msgID string, gen uint64) {
 	case Classify(f.Err) == ClassCancelled:
 		// Close stopped it; after a restart, Resume sends it again.
 		r.log.Info("stopped re-sending an unconfirmed message", zap.String("from", string(from)),
-			zap.String("to", maskNumber(msg.To)))
+			zap.String("to", phone.Mask(msg.To)))
 		return
 	case f.Err == nil:
 		r.log.Info("re-sent an unconfirmed message down the ladder", zap.String("from", string(from)),
-			zap.String("route", string(f.To)), zap.String("to", maskNumber(msg.To)))
+			zap.String("route", string(f.To)), zap.String("to", phone.Mask(msg.To)))
 	default:
 		r.log.Warn("failed to re-send an unconfirmed message down the ladder", zap.String("from", string(from)),
-			zap.String("to", maskNumber(msg.To)), zap.Error(f.Err))
+			zap.String("to", phone.Mask(msg.To)), zap.Error(f.Err))
 	}
 	if r.note != nil {
 		r.note.MessageFellBack(ctx, f)

@@ -21,6 +21,10 @@ type RetryPolicy struct {
 	// ±20 %), so that many messages failing together do not retry together.
 	// Default 0.2; negative means none. At most 1.
 	Jitter float64
+	// JitterDown, when true, spreads each delay only downward, within
+	// [(1-Jitter)·d, d), so Max stays a hard cap: with Jitter 0.5 this is
+	// "equal jitter", half fixed and half random (the RCS providers' policy).
+	JitterDown bool
 }
 
 // Defaults of RetryPolicy.
@@ -79,7 +83,10 @@ func (p RetryPolicy) Delay(n int, u float64) time.Duration {
 		d *= p.Multiplier
 	}
 	d = min(d, float64(p.Max))
-	if p.Jitter > 0 {
+	switch {
+	case p.Jitter > 0 && p.JitterDown:
+		d *= 1 - p.Jitter + p.Jitter*u
+	case p.Jitter > 0:
 		d *= 1 - p.Jitter + 2*p.Jitter*u
 	}
 	return time.Duration(d)

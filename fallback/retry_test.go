@@ -1,6 +1,7 @@
 package fallback_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,10 @@ func TestRetryDelay(t *testing.T) {
 		{"no jitter", fallback.RetryPolicy{Jitter: -1}, 3, 0.9, 8 * time.Second},
 		{"custom multiplier", fallback.RetryPolicy{Initial: time.Second, Multiplier: 3, Jitter: -1}, 3, 0, 9 * time.Second},
 		{"huge n does not overflow", fallback.RetryPolicy{Jitter: -1}, 1000, 0, time.Minute},
+		{"jitter down low end", fallback.RetryPolicy{Jitter: 0.5, JitterDown: true}, 1, 0, time.Second},
+		{"jitter down mid", fallback.RetryPolicy{Jitter: 0.5, JitterDown: true}, 1, 0.5, 1500 * time.Millisecond},
+		{"jitter down stays below max", fallback.RetryPolicy{Jitter: 0.5, JitterDown: true}, 10, 0.999999, time.Minute},
+		{"jitter down without jitter", fallback.RetryPolicy{Jitter: -1, JitterDown: true}, 2, 0.3, 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,4 +109,16 @@ func routeStrings(rs []fallback.Route) []string {
 		s[i] = string(r)
 	}
 	return s
+}
+
+func TestSleepHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := fallback.Sleep(ctx, fallback.SystemClock{}, time.Hour); err == nil {
+		t.Fatal("Sleep on a cancelled context returned nil")
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("Sleep did not return at once")
+	}
 }

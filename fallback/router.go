@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // DefaultConfirmTimeout is the usual wait for a confirmation before a message
@@ -184,45 +185,14 @@ func New(opts Options) (*Router, error) {
 	case opts.Remember < 0:
 		return nil, fmt.Errorf("fallback options: remember %s must not be negative", opts.Remember)
 	}
-	for _, t := range opts.Transports {
-		if t == nil {
-			return nil, errors.New("fallback options: a transport is nil")
-		}
-		rt := t.Route()
-		if err := checkRoute(rt); err != nil {
-			return nil, fmt.Errorf("fallback options: transport %T: %w", t, err)
-		}
-		if r.transports[rt] != nil {
-			return nil, fmt.Errorf("fallback options: two transports for route %s (%T and %T): keep one", rt, r.transports[rt], t)
-		}
-		r.transports[rt] = t
-		if rc, ok := t.(Reacher); ok {
-			r.reachers[rt] = rc
-		}
-		if inv, ok := t.(Invalidator); ok {
-			r.invalidators[rt] = inv
-		}
+	if err := r.addTransports(opts.Transports); err != nil {
+		return nil, err
 	}
 	if inv, ok := opts.Directory.(Invalidator); ok {
 		r.dirInvalidator = inv
 	}
-	order := opts.Order
-	if len(order) == 0 {
-		order = DefaultOrder()
-	}
-	for i, rt := range order {
-		if err := checkRoute(rt); err != nil {
-			return nil, fmt.Errorf("fallback options: order[%d]: %w", i, err)
-		}
-		if slices.Contains(order[:i], rt) {
-			return nil, fmt.Errorf("fallback options: order lists %s twice: list each route once", rt)
-		}
-		if r.usable(rt) == nil {
-			r.ladder = append(r.ladder, rt)
-		}
-	}
-	if len(r.ladder) == 0 {
-		return nil, fmt.Errorf("fallback options: no route of the order %v has a transport: configure a modem line (sms) or another route", order)
+	if err := r.buildLadder(opts.Order); err != nil {
+		return nil, err
 	}
 	if r.remember == 0 {
 		r.remember = DefaultRemember
@@ -241,6 +211,54 @@ func New(opts Options) (*Router, error) {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
+}
+
+// addTransports files each transport under its route, with its optional
+// abilities.
+func (r *Router) addTransports(ts []Transport) error {
+	for _, t := range ts {
+		if t == nil {
+			return errors.New("fallback options: a transport is nil")
+		}
+		rt := t.Route()
+		if err := checkRoute(rt); err != nil {
+			return fmt.Errorf("fallback options: transport %T: %w", t, err)
+		}
+		if r.transports[rt] != nil {
+			return fmt.Errorf("fallback options: two transports for route %s (%T and %T): keep one", rt, r.transports[rt], t)
+		}
+		r.transports[rt] = t
+		if rc, ok := t.(Reacher); ok {
+			r.reachers[rt] = rc
+		}
+		if inv, ok := t.(Invalidator); ok {
+			r.invalidators[rt] = inv
+		}
+	}
+	return nil
+}
+
+// buildLadder keeps the routes of order (DefaultOrder when empty) that can
+// be used; it needs the transports and the directory in place.
+func (r *Router) buildLadder(order []Route) error {
+	if len(order) == 0 {
+		order = DefaultOrder()
+	}
+	for i, rt := range order {
+		if err := checkRoute(rt); err != nil {
+			return fmt.Errorf("fallback options: order[%d]: %w", i, err)
+		}
+		if slices.Contains(order[:i], rt) {
+			return fmt.Errorf("fallback options: order lists %s twice: list each route once", rt)
+		}
+		if r.usable(rt) == nil {
+			r.ladder = append(r.ladder, rt)
+		}
+	}
+	if len(r.ladder) == 0 {
+		return fmt.Errorf("fallback options: no route of the order %v has a transport: configure a modem line (sms) or another route", order)
+	}
+	return nil
 }
 
 func checkRoute(rt Route) error {
@@ -434,16 +452,9 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	if err := checkMessage(msg); err != nil {
 		return nil, err
 	}
-	m := *msg
-	m.Peer = ""
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, ErrClosed
-	}
-	now := r.clock.Now()
-	if m.Created.IsZero() {
-		m.Created = now
+	m, now, err := r.begin(msg)
+	if err != nil {
+		return nil, err
 	}
 	if rec := r.msgs[m.ID]; rec != nil {
 		defer r.mu.Unlock()
@@ -465,7 +476,7 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	if res.err != nil {
 		r.dropLocked(m.ID, rec)
 		r.mu.Unlock()
-		r.log.Debug("failed to send message", zap.String("to", maskNumber(m.To)),
+		r.log.Debug("failed to send message", zap.String("to", phone.Mask(m.To)),
 			zap.Stringer("class", Classify(res.err)), zap.Error(res.err))
 		return nil, res.err
 	}
@@ -480,12 +491,30 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	rc := *res.rcpt
 	r.mu.Unlock()
 
-	r.log.Debug("sent message", zap.String("to", maskNumber(m.To)), zap.String("route", string(rt)),
+	r.log.Debug("sent message", zap.String("to", phone.Mask(m.To)), zap.String("route", string(rt)),
 		zap.Int("skipped", len(res.skipped)))
 	if notify && r.note != nil {
 		r.note.RouteChanged(ctx, change)
 	}
 	return &rc, nil
+}
+
+// begin takes the Router's copy of msg for one Send or SendVia, with Peer
+// cleared (the directory sets it) and Created set, and returns with r.mu
+// held, unless the Router is closed (ErrClosed, r.mu not held).
+func (r *Router) begin(msg *Message) (Message, time.Time, error) {
+	m := *msg
+	m.Peer = ""
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return Message{}, time.Time{}, ErrClosed
+	}
+	now := r.clock.Now()
+	if m.Created.IsZero() {
+		m.Created = now
+	}
+	return m, now, nil
 }
 
 // SendVia sends msg by route rt now, with no ladder, no confirmation timer
@@ -504,16 +533,9 @@ func (r *Router) SendVia(ctx context.Context, msg *Message, rt Route) (*Receipt,
 	if err := r.usable(rt); err != nil {
 		return nil, fmt.Errorf("send via: %w", err)
 	}
-	m := *msg
-	m.Peer = ""
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, ErrClosed
-	}
-	now := r.clock.Now()
-	if m.Created.IsZero() {
-		m.Created = now
+	m, now, err := r.begin(msg)
+	if err != nil {
+		return nil, err
 	}
 	rec := r.msgs[m.ID]
 	fresh := rec == nil
@@ -669,7 +691,7 @@ func (r *Router) walk(ctx context.Context, m *Message, routes []Route, used []Ro
 			lastTemp = &SendError{Route: rt, Class: ClassTemporary, Attempts: attempts, Err: err}
 			r.invalidate(rt, cand.To)
 			r.log.Info("moved down the ladder after temporary errors", zap.String("route", string(rt)),
-				zap.String("to", maskNumber(cand.To)), zap.Int("attempts", attempts), zap.Error(err))
+				zap.String("to", phone.Mask(cand.To)), zap.Int("attempts", attempts), zap.Error(err))
 		default:
 			o.err = &SendError{Route: rt, Class: class, Attempts: attempts, Skipped: o.skipped, Err: err}
 			return o
@@ -778,12 +800,4 @@ func (r *Router) invalidate(rt Route, to string) {
 	if inv := r.invalidators[rt]; inv != nil {
 		inv.Invalidate(to)
 	}
-}
-
-// maskNumber hides all but the last three digits of a number for logs.
-func maskNumber(e164 string) string {
-	if len(e164) <= 4 {
-		return "***"
-	}
-	return strings.Repeat("*", len(e164)-3) + e164[len(e164)-3:]
 }

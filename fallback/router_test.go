@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/fallback"
@@ -840,4 +843,50 @@ func TestRememberWindow(t *testing.T) {
 			t.Errorf("SendVia after the fallback: %v, want ErrAlreadySent", err)
 		}
 	})
+}
+
+// TestLogLinesRevealTwoDigits checks that the Router's log lines about one
+// number, read together, reveal no more than its last two digits: every
+// line masks by the same rule (phone.Mask).
+func TestLogLinesRevealTwoDigits(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	e := newEnv(t, []fallback.Route{fallback.RouteRCS, fallback.RouteSMS}, func(o *fallback.Options) {
+		o.Log = zap.New(core)
+	})
+	e.tr["rcs"].Fail(temporaryErr{38}, temporaryErr{38}, temporaryErr{38}) // "moved down the ladder"
+	if _, err := e.r.Send(context.Background(), msg(carol)); err != nil {  // "sent message"
+		t.Fatal(err)
+	}
+	e.tr["sms"].Fail(errors.New("rejected")) // "failed to send message"
+	if _, err := e.r.SendVia(context.Background(), msg(carol), fallback.RouteSMS); err == nil {
+		t.Fatal("SendVia did not fail")
+	}
+	revealed := map[int]rune{} // digit position from the end -> digit shown
+	lines := 0
+	for _, entry := range logs.All() {
+		to, ok := entry.ContextMap()["to"].(string)
+		if !ok {
+			continue
+		}
+		lines++
+		if strings.Contains(entry.Message+fmt.Sprint(entry.ContextMap()), carol[1:6]) {
+			t.Errorf("log line %q shows the number: %v", entry.Message, entry.ContextMap())
+		}
+		digits := 0
+		for i := len(to) - 1; i >= 0; i-- {
+			switch c := rune(to[i]); {
+			case c == '*':
+				digits++
+			case c >= '0' && c <= '9':
+				digits++
+				revealed[digits] = c
+			}
+		}
+	}
+	if lines < 2 {
+		t.Fatalf("only %d log lines name the number; the test needs two or more", lines)
+	}
+	if len(revealed) > 2 || revealed[1] != rune(carol[len(carol)-1]) || revealed[2] != rune(carol[len(carol)-2]) {
+		t.Errorf("log lines together reveal digits %v of %s; want only the last two", revealed, carol)
+	}
 }

@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nyaruka/phonenumbers"
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // Defaults for Config.
@@ -65,22 +67,14 @@ type IdentityServerConfig struct {
 	Timeout time.Duration
 }
 
-// Clock tells the time; tests inject a fake one. It must be safe for concurrent use.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
 // Options are the Directory's collaborators.
 type Options struct {
 	// Log receives the directory's few log lines (registration, terms, pepper refresh, and
 	// debug counts); numbers, hashes and tokens never appear. nil means no logging.
 	Log *zap.Logger
-	// Clock is the time source for the cache; nil means the system clock.
-	Clock Clock
+	// Clock is the time source for the cache (only its Now is used); nil means
+	// fallback.SystemClock. It must be safe for concurrent use.
+	Clock fallback.Clock
 	// OpenID issues homeserver OpenID tokens for the identity server; required when
 	// Config.IdentityServer.URL is set.
 	OpenID OpenIDTokenSource
@@ -150,7 +144,7 @@ type Directory struct {
 	static     map[string]id.UserID // immutable after New
 	createdAt  time.Time
 	is         *identityClient // nil when no identity server is configured
-	clock      Clock
+	clock      fallback.Clock
 	log        *zap.Logger
 	foundTTL   time.Duration
 	missTTL    time.Duration
@@ -181,13 +175,13 @@ func New(cfg Config, opts Options) (*Directory, error) {
 		inflight:   map[string]*call{},
 	}
 	if d.clock == nil {
-		d.clock = systemClock{}
+		d.clock = fallback.SystemClock{}
 	}
 	if d.log == nil {
 		d.log = zap.NewNop()
 	}
 	var errs []error
-	if d.region != "" && !phonenumbers.GetSupportedRegions()[d.region] {
+	if d.region != "" && !phone.KnownRegion(d.region) {
 		errs = append(errs, fmt.Errorf("network.default_region: %q is not a region known to the phone number library; write a two-letter ISO 3166 code such as US, GB or DE", cfg.DefaultRegion))
 	}
 	for _, ttl := range []struct {
@@ -307,7 +301,7 @@ func (d *Directory) Normalize(number string) (string, error) {
 }
 
 // Lookup says whether number is on Matrix: local lines first, then the static table, then the
-// identity server (cached). number may be in any form phonenumbers reads; the E.164 form is
+// identity server (cached). number may be in any form phone.Parse reads; the E.164 form is
 // the fast one (a cached lookup is a few map reads, ~0.1 µs; other forms are parsed first,
 // ~12 µs).
 //

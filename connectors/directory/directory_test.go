@@ -3,6 +3,7 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/directory/isfake"
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 func TestHashMSISDNSpecVector(t *testing.T) {
@@ -30,17 +32,30 @@ func TestHashMSISDNSpecVector(t *testing.T) {
 	}
 }
 
+// TestMask checks that the directory's errors show numbers by the one masking rule
+// (phone.Mask: the last two digits only).
 func TestMask(t *testing.T) {
+	d, err := directory.New(directory.Config{}, directory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct{ name, in, want string }{
-		{"E.164", "+15551234567", "+********567"},
-		{"national", "5551234567", "*******567"},
-		{"short", "+1234", "***"},
-		{"empty", "", "***"},
+		{"E.164", "+15551234567", "+*********67"},
+		{"national", "5551234567", "********67"},
+		{"short", "+1234", "+**34"},
+		{"empty", "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := directory.Mask(tc.in); got != tc.want {
+			if got := phone.Mask(tc.in); got != tc.want {
 				t.Errorf("Mask(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+			if tc.in == "+15551234567" {
+				return // a number: no error to show it in
+			}
+			_, err := d.Lookup(context.Background(), tc.in)
+			if err == nil || !strings.Contains(err.Error(), strconv.Quote(tc.want)) {
+				t.Errorf("Lookup(%q) error %v does not show the number as %q", tc.in, err, tc.want)
 			}
 		})
 	}

@@ -27,7 +27,8 @@
 // # Privacy
 //
 // Phone numbers, their hashes and the identity-server tokens never reach the logs, and the
-// errors this package returns carry numbers only in masked form (see Mask), so the caller
-// may log them. The one exception is New's validation error for directory.static, which
-// names the offending config entry so that the operator can find it.
+// errors this package returns carry numbers only in masked form (phone.Mask, the one rule:
+// the last two digits only), so the caller may log them. The one exception is New's
+// validation error for directory.static, which names the offending config entry so that the
+// operator can find it.
 package directory

@@ -3,11 +3,14 @@ package directory
 import (
 	"errors"
 	"fmt"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // ErrBadNumber is wrapped by Lookup, LookupMany, SetLocal and New when a phone number does
-// not parse. It is permanent: asking again with the same input gives the same answer.
-var ErrBadNumber = errors.New("not a phone number")
+// not parse. It is permanent: asking again with the same input gives the same answer. It is
+// phone.ErrBadNumber, so one errors.Is check serves every package that parses numbers.
+var ErrBadNumber = phone.ErrBadNumber
 
 // ErrIdentityServer is wrapped by every error that comes from asking the identity server:
 // it is down, slow, answers garbage, refuses the OpenID token, or wants terms accepted. The

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/directory/isfake"
+	"github.com/bubbled/bubbled/fallback/fallbacktest"
 )
 
 // Test identities. The bridge bot registers with the identity server.
@@ -38,24 +38,9 @@ const (
 	erin     = id.UserID("@erin:other.test")
 )
 
-// fakeClock is a Clock that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+// newClock returns the one fake clock, which moves only when told.
+func newClock() *fallbacktest.Clock {
+	return fallbacktest.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 }
 
 // openID is the bridge's OpenIDTokenSource: a homeserver that issues the same token.
@@ -77,7 +62,7 @@ type env struct {
 	t     *testing.T
 	fake  *isfake.Server
 	ts    *httptest.Server
-	clock *fakeClock
+	clock *fallbacktest.Clock
 	oid   *openID
 	dir   *directory.Directory
 	logs  *observer.ObservedLogs

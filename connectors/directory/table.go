@@ -7,35 +7,20 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nyaruka/phonenumbers"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // normalize parses a phone number typed by a person or sent by the network and returns its
 // E.164 form ("+15551234567"). National forms are read in region. Errors wrap ErrBadNumber
-// and show the input masked.
+// and show the input masked, because callers log them.
 func normalize(raw, region string) (string, error) {
-	e164, reason := parseNumber(raw, region)
-	if reason != "" {
-		return "", fmt.Errorf("%q is %w (%s); write it in international form, e.g. +15551234567", Mask(strings.TrimSpace(raw)), ErrBadNumber, reason)
+	e164, problem := phone.Explain(raw, region)
+	if problem != "" {
+		return "", fmt.Errorf("%q is %w (%s); write it in international form, e.g. +15551234567", phone.Mask(strings.TrimSpace(raw)), ErrBadNumber, problem)
 	}
 	return e164, nil
-}
-
-// parseNumber returns the E.164 form of raw, or a reason why it is not a phone number.
-func parseNumber(raw, region string) (e164, reason string) {
-	s := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(raw), "tel:"))
-	if s == "" {
-		return "", "empty"
-	}
-	num, err := phonenumbers.Parse(s, region)
-	if err != nil {
-		return "", err.Error()
-	}
-	if !phonenumbers.IsPossibleNumber(num) {
-		return "", "wrong number of digits for its country"
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), ""
 }
 
 // validateUserID checks that s is a full Matrix user ID (@localpart:server).
@@ -61,7 +46,7 @@ func buildTable(name string, in map[string]string, region string) (map[string]id
 	var errs []error
 	for _, k := range keys {
 		entry := name + "[" + strconv.Quote(k) + "]"
-		e164, reason := parseNumber(k, region)
+		e164, reason := phone.Explain(k, region)
 		if reason != "" {
 			hint := "write the number in international form, e.g. \"+15551234567\""
 			if region != "" {

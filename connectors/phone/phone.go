@@ -35,20 +35,63 @@ func Valid(raw, region string) bool {
 	return err == nil && phonenumbers.IsValidNumber(num)
 }
 
+// Explain is Parse for callers that show the input their own way (masked in
+// logs, quoted under a config key): it returns the E.164 form, or, as
+// problem, why raw is not a phone number in words that do not repeat raw
+// ("empty", "wrong number of digits for region US", or the numbering
+// library's reason).
+func Explain(raw, region string) (e164, problem string) {
+	e164, f, detail := read(raw, region)
+	switch {
+	case f == failEmpty:
+		return "", "empty"
+	case f == failUnreadable:
+		return "", detail
+	case f == failLength:
+		return "", "wrong number of digits for region " + detail
+	}
+	return e164, ""
+}
+
 // parse returns the E.164 form, or a reason in words why raw is none.
 func parse(raw, region string) (e164, reason string) {
+	e164, f, detail := read(raw, region)
+	switch f {
+	case failEmpty:
+		return "", "empty"
+	case failUnreadable:
+		return "", fmt.Sprintf("%q (%s)", raw, detail)
+	case failLength:
+		return "", fmt.Sprintf("%q has the wrong number of digits for region %s", raw, detail)
+	}
+	return e164, ""
+}
+
+// failure is why read found no phone number.
+type failure int
+
+const (
+	failNone       failure = iota
+	failEmpty              // nothing but spaces and "tel:"
+	failUnreadable         // detail: the numbering library's error
+	failLength             // detail: the region the number belongs to
+)
+
+func read(raw, region string) (e164 string, f failure, detail string) {
 	s := trimTel(raw)
 	if s == "" {
-		return "", "empty"
+		return "", failEmpty, ""
 	}
 	num, err := phonenumbers.Parse(s, strings.ToUpper(region))
 	if err != nil {
-		return "", fmt.Sprintf("%q (%v)", raw, err)
+		return "", failUnreadable, err.Error()
 	}
 	if !phonenumbers.IsPossibleNumber(num) {
-		return "", fmt.Sprintf("%q has the wrong number of digits for region %s", raw, phonenumbers.GetRegionCodeForNumber(num))
+		// GetRegionCodeForNumber knows only valid numbers; the country
+		// code's main region names the plan the digits were counted in.
+		return "", failLength, phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode()))
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), ""
+	return phonenumbers.Format(num, phonenumbers.E164), failNone, ""
 }
 
 func trimTel(raw string) string {

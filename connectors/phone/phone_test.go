@@ -34,6 +34,32 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw, region, want, problem string
+	}{
+		{name: "international", raw: "+1 555 123 4567", want: "+15551234567"},
+		{name: "national in region", raw: "07700 900123", region: "GB", want: "+447700900123"},
+		{name: "empty", raw: " tel: ", region: "US", problem: "empty"},
+		{name: "too short", raw: "+1 555", problem: "wrong number of digits for region US"},
+		{name: "too long for its region", raw: "+44 7700 900123 4567", problem: "wrong number of digits for region GB"},
+		{name: "letters", raw: "hello7", region: "US", problem: "not a number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, problem := Explain(tc.raw, tc.region)
+			if got != tc.want || !strings.Contains(problem, tc.problem) || (tc.problem == "") != (problem == "") {
+				t.Fatalf("Explain(%q, %q) = %q, %q; want %q, %q", tc.raw, tc.region, got, problem, tc.want, tc.problem)
+			}
+			if strings.Contains(problem, strings.TrimSpace(tc.raw)) {
+				t.Fatalf("Explain(%q) repeats the input in %q", tc.raw, problem)
+			}
+			if _, err := Parse(tc.raw, tc.region); (err == nil) != (problem == "") {
+				t.Fatalf("Parse and Explain disagree on %q: %v vs %q", tc.raw, err, problem)
+			}
+		})
+	}
+}
+
 func TestValidAndFormat(t *testing.T) {
 	if !Valid("+12015550123", "") || Valid("+15550000000", "") {
 		t.Fatal("Valid disagrees with the numbering plan")

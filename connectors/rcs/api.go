@@ -16,6 +16,9 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // maxResponseBody caps what is read of a provider answer.
@@ -69,7 +72,7 @@ type apiClient struct {
 	base     string // base URL without trailing slash
 	http     *http.Client
 	tokens   *tokenCache
-	clock    Clock
+	clock    fallback.Clock
 	retry    RetryPolicy
 	log      *zap.Logger
 }
@@ -91,6 +94,45 @@ type apiRequest struct {
 type apiResponse struct {
 	status int
 	body   []byte
+}
+
+// newAPIClient builds the core of a provider; nil clock and log take
+// their defaults, zero retry fields the RCS defaults.
+func newAPIClient(provider, base string, hc *http.Client, fetch func(context.Context) (*oauth2.Token, error),
+	clock fallback.Clock, retry RetryPolicy, log *zap.Logger) *apiClient {
+	if clock == nil {
+		clock = fallback.SystemClock{}
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &apiClient{
+		provider: provider,
+		base:     strings.TrimRight(base, "/"),
+		http:     hc,
+		tokens:   &tokenCache{fetch: fetch},
+		clock:    clock,
+		retry:    retry.withDefaults(),
+		log:      log,
+	}
+}
+
+// capability makes a capability check (GET path?query) and decodes the
+// answer into caps. A 404 means "not an RCS user": found is false, err nil.
+// An unreadable 200 is classed temporary, so the router asks again later
+// instead of deciding on an answer it could not read.
+func (c *apiClient) capability(ctx context.Context, path string, query url.Values, caps any) (found bool, err error) {
+	const op = "check capability"
+	resp, err := c.do(ctx, apiRequest{op: op, method: http.MethodGet, path: path, query: query,
+		accept: []int{http.StatusNotFound}})
+	if err != nil || resp.status == http.StatusNotFound {
+		return false, err
+	}
+	if err := json.Unmarshal(resp.body, caps); err != nil {
+		return false, &APIError{Provider: c.provider, Op: op, Status: resp.status,
+			Message: "unreadable capabilities: " + err.Error(), Class: ErrTemporary}
+	}
+	return true, nil
 }
 
 func newHTTPClient(c *http.Client) *http.Client {
@@ -124,7 +166,7 @@ func (c *apiClient) do(ctx context.Context, rq apiRequest) (*apiResponse, error)
 		if apiErr == nil {
 			return resp, nil
 		}
-		if !errors.Is(apiErr, ErrTemporary) || attempt >= c.retry.Attempts {
+		if !errors.Is(apiErr, ErrTemporary) || attempt >= c.retry.Policy.Attempts {
 			return nil, apiErr
 		}
 		wait := apiErr.RetryAfter
@@ -137,7 +179,7 @@ func (c *apiClient) do(ctx context.Context, rq apiRequest) (*apiResponse, error)
 		c.log.Debug("retrying RCS provider call",
 			zap.String("provider", c.provider), zap.String("op", rq.op),
 			zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(apiErr))
-		if err := c.clock.Sleep(ctx, wait); err != nil {
+		if err := fallback.Sleep(ctx, c.clock, wait); err != nil {
 			return nil, fmt.Errorf("%s %s: gave up waiting to retry after %v: %w", c.provider, rq.op, apiErr, err)
 		}
 	}
@@ -306,7 +348,7 @@ func contains(list []int, v int) bool {
 // ErrInvalidRequest error.
 func numberPath(provider, op, e164 string) (string, error) {
 	if !ValidNumber(e164) {
-		return "", fmt.Errorf("%s %s: %w: %q is not an E.164 number (+<country><number>)", provider, op, ErrInvalidRequest, maskNumber(e164))
+		return "", fmt.Errorf("%s %s: %w: %q is not an E.164 number (+<country><number>)", provider, op, ErrInvalidRequest, phone.Mask(e164))
 	}
 	return url.PathEscape(e164), nil
 }

@@ -9,7 +9,7 @@
 // with sentinel errors ([ErrNotRCS], [ErrTemporary], [ErrPermanent],
 // [ErrAuth], [ErrTooLong]) for errors.Is; temporary failures are retried
 // inside the provider with backoff and jitter, honouring Retry-After, on an
-// injected [Clock].
+// injected [fallback.Clock].
 //
 // Inbound traffic (user messages, DELIVERED, READ, IS_TYPING, UNSUBSCRIBE)
 // arrives on the [WebhookHandler], which checks signatures before it

@@ -16,9 +16,11 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/rcs/maapfake"
 	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
+	"github.com/bubbled/bubbled/fallback"
 )
 
-// fakeClock records sleeps and returns at once, advancing its time.
+// fakeClock is a fallback.Clock that records the waits asked of it and
+// ends each at once, advancing its time by the wait.
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -35,16 +37,19 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) fallback.Timer {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.sleeps = append(c.sleeps, d)
 	c.now = c.now.Add(d)
-	return nil
+	c.mu.Unlock()
+	f()
+	return firedTimer{}
 }
+
+// firedTimer is a timer that has already fired.
+type firedTimer struct{}
+
+func (firedTimer) Stop() bool { return false }
 
 func (c *fakeClock) Sleeps() []time.Duration {
 	c.mu.Lock()
@@ -52,21 +57,21 @@ func (c *fakeClock) Sleeps() []time.Duration {
 	return append([]time.Duration(nil), c.sleeps...)
 }
 
-// cancelOnSleep is a clock whose Sleep cancels the call's context, like a
-// shutdown arriving during a backoff.
+// cancelOnSleep is a clock whose waits never end and cancel the call's
+// context instead, like a shutdown arriving during a backoff.
 type cancelOnSleep struct {
 	fakeClock
 	cancel context.CancelFunc
 }
 
-func (c *cancelOnSleep) Sleep(ctx context.Context, d time.Duration) error {
+func (c *cancelOnSleep) AfterFunc(d time.Duration, f func()) fallback.Timer {
 	c.cancel()
-	<-ctx.Done()
-	return ctx.Err()
+	return firedTimer{}
 }
 
-// halfJitter makes backoff deterministic: d/2 + d/4.
-func halfJitter(n time.Duration) time.Duration { return n / 2 }
+// halfJitter makes backoff deterministic: with the RCS policy's equal
+// jitter, each wait is d/2 + d/4.
+func halfJitter() float64 { return 0.5 }
 
 func testLogger(t testing.TB) *zap.Logger {
 	return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
@@ -116,7 +121,7 @@ func startMaaPFake(t testing.TB, opts maapfake.Options) *maapfake.Server {
 	return s
 }
 
-func newTestRBM(t testing.TB, fake *rbmfake.Server, clock Clock) *RBM {
+func newTestRBM(t testing.TB, fake *rbmfake.Server, clock fallback.Clock) *RBM {
 	t.Helper()
 	p, err := NewRBM(RBMConfig{
 		AgentID:           fake.AgentID(),
@@ -124,7 +129,7 @@ func newTestRBM(t testing.TB, fake *rbmfake.Server, clock Clock) *RBM {
 		BaseURL:           fake.URL(),
 		HTTPClient:        fake.Client(),
 		Clock:             clock,
-		Retry:             RetryPolicy{Jitter: halfJitter},
+		Retry:             RetryPolicy{Random: halfJitter},
 		Logger:            testLogger(t),
 	})
 	if err != nil {
@@ -133,7 +138,7 @@ func newTestRBM(t testing.TB, fake *rbmfake.Server, clock Clock) *RBM {
 	return p
 }
 
-func newTestMaaP(t testing.TB, fake *maapfake.Server, clock Clock) *MaaP {
+func newTestMaaP(t testing.TB, fake *maapfake.Server, clock fallback.Clock) *MaaP {
 	t.Helper()
 	p, err := NewMaaP(MaaPConfig{
 		BotID:        fake.BotID(),
@@ -142,7 +147,7 @@ func newTestMaaP(t testing.TB, fake *maapfake.Server, clock Clock) *MaaP {
 		ClientID:     fake.ClientID(),
 		ClientSecret: fake.ClientSecret(),
 		Clock:        clock,
-		Retry:        RetryPolicy{Jitter: halfJitter},
+		Retry:        RetryPolicy{Random: halfJitter},
 		Logger:       testLogger(t),
 	})
 	if err != nil {

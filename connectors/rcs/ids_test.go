@@ -1,10 +1,14 @@
 package rcs
 
 import (
-	"context"
+	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 func TestMessageID(t *testing.T) {
@@ -68,7 +72,7 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	p := RetryPolicy{Base: time.Second, Max: 8 * time.Second}.withDefaults()
+	p := RetryPolicy{Policy: fallback.RetryPolicy{Initial: time.Second, Max: 8 * time.Second}}.withDefaults()
 	for retry := 1; retry <= 8; retry++ {
 		full := time.Second << (retry - 1)
 		if full > 8*time.Second {
@@ -83,29 +87,29 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestSystemClockSleepHonoursContext(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	start := time.Now()
-	if err := (SystemClock{}).Sleep(ctx, time.Hour); err == nil {
-		t.Fatal("Sleep on a cancelled context returned nil")
-	}
-	if time.Since(start) > time.Second {
-		t.Fatal("Sleep did not return at once")
-	}
-}
-
+// TestMaskNumber checks that RCS errors and logs show numbers by the one
+// masking rule (phone.Mask: the last two digits only).
 func TestMaskNumber(t *testing.T) {
 	cases := []struct{ in, want string }{
-		{in: "+15551234567", want: "+155******67"},
-		{in: "+4477009", want: "+447**09"},
-		{in: "12345", want: "*****"},
+		{in: "+15551234567", want: "+*********67"},
+		{in: "+4477009", want: "+*****09"},
+		{in: "12345", want: "***45"},
 		{in: "", want: ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.in, func(t *testing.T) {
-			if got := maskNumber(tc.in); got != tc.want {
+			if got := phone.Mask(tc.in); got != tc.want {
 				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			if ValidNumber(tc.in) {
+				return
+			}
+			_, err := numberPath("rbm", "send message", tc.in)
+			if err == nil {
+				t.Fatalf("numberPath(%q) accepted a number that is not E.164", tc.in)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.want)) {
+				t.Fatalf("error %q does not show the number as %q", err, tc.want)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package rcs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // MaaPConfig configures a [MaaP] provider. BotID, BaseURL, TokenURL,
@@ -40,8 +41,8 @@ type MaaPConfig struct {
 	// HTTPClient makes API and token requests; default a client with a
 	// 30 s timeout.
 	HTTPClient *http.Client
-	// Clock times retries; default [SystemClock].
-	Clock Clock
+	// Clock times retries; default [fallback.SystemClock].
+	Clock fallback.Clock
 	// Retry is the retry policy; zero fields take its defaults.
 	Retry RetryPolicy
 	// Logger gets debug lines about retries; default zap.NewNop().
@@ -87,27 +88,12 @@ func NewMaaP(cfg MaaPConfig) (*MaaP, error) {
 	if cfg.CredentialsInBody {
 		cc.AuthStyle = oauth2.AuthStyleInParams
 	}
-	clock := cfg.Clock
-	if clock == nil {
-		clock = SystemClock{}
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = zap.NewNop()
+	fetch := func(ctx context.Context) (*oauth2.Token, error) {
+		return cc.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
 	}
 	return &MaaP{
 		prefix: "/bot/" + url.PathEscape(version) + "/" + url.PathEscape(cfg.BotID),
-		api: &apiClient{
-			provider: "maap",
-			base:     strings.TrimRight(cfg.BaseURL, "/"),
-			http:     hc,
-			tokens: &tokenCache{fetch: func(ctx context.Context) (*oauth2.Token, error) {
-				return cc.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
-			}},
-			clock: clock,
-			retry: cfg.Retry.withDefaults(),
-			log:   log,
-		},
+		api:    newAPIClient("maap", cfg.BaseURL, hc, fetch, cfg.Clock, cfg.Retry, cfg.Logger),
 	}, nil
 }
 
@@ -125,24 +111,12 @@ func (p *MaaP) Capability(ctx context.Context, e164 string) (bool, []string, err
 	if _, err := numberPath("maap", "check capability", e164); err != nil {
 		return false, nil, err
 	}
-	resp, err := p.api.do(ctx, apiRequest{
-		op: "check capability", method: http.MethodGet,
-		path:   p.prefix + "/contactCapabilities",
-		query:  url.Values{"userContact": {e164}},
-		accept: []int{http.StatusNotFound},
-	})
-	if err != nil {
-		return false, nil, err
-	}
-	if resp.status == http.StatusNotFound {
-		return false, nil, nil
-	}
 	var caps struct {
 		Capabilities []string `json:"capabilities"`
 	}
-	if err := json.Unmarshal(resp.body, &caps); err != nil {
-		return false, nil, &APIError{Provider: "maap", Op: "check capability", Status: resp.status,
-			Message: "unreadable capabilities: " + err.Error(), Class: ErrTemporary}
+	found, err := p.api.capability(ctx, p.prefix+"/contactCapabilities", url.Values{"userContact": {e164}}, &caps)
+	if err != nil || !found {
+		return false, nil, err
 	}
 	reachable := false
 	for _, c := range caps.Capabilities {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // errMalformed marks a payload that is not valid JSON or lacks a field the
@@ -107,7 +109,7 @@ func parseRBM(data []byte, received time.Time) (Event, string, error) {
 		return nil, in.AgentID, fmt.Errorf("%w: RBM data with neither eventType nor message content", errIgnored)
 	}
 	if !ValidNumber(in.SenderPhoneNumber) {
-		return nil, in.AgentID, malformed("RBM senderPhoneNumber %q is not an E.164 number", maskNumber(in.SenderPhoneNumber))
+		return nil, in.AgentID, malformed("RBM senderPhoneNumber %q is not an E.164 number", phone.Mask(in.SenderPhoneNumber))
 	}
 	meta.Sender = in.SenderPhoneNumber
 	if in.EventType != "" {
@@ -274,7 +276,7 @@ func parseMaaP(body []byte, received time.Time) (Event, error) {
 	}
 	sender, ok := maapNumber(in.MessageContact.UserContact)
 	if !ok {
-		return nil, malformed("MaaP messageContact.userContact %q is not an E.164 number", maskNumber(in.MessageContact.UserContact))
+		return nil, malformed("MaaP messageContact.userContact %q is not an E.164 number", phone.Mask(in.MessageContact.UserContact))
 	}
 	meta := EventMeta{Provider: "maap", Sender: sender, Time: parseTime(m.Timestamp, received)}
 	switch in.Event {

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"time"
 	"unicode/utf8"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // MaxTextLength is the longest text, in characters, that one RCS message
@@ -94,7 +96,7 @@ func (m *OutboundMessage) validate(e164 string) error {
 	case m == nil:
 		return fmt.Errorf("%w: no message", ErrInvalidRequest)
 	case !ValidNumber(e164):
-		return fmt.Errorf("%w: recipient %q is not an E.164 number (+<country><number>)", ErrInvalidRequest, maskNumber(e164))
+		return fmt.Errorf("%w: recipient %q is not an E.164 number (+<country><number>)", ErrInvalidRequest, phone.Mask(e164))
 	case m.EventID == "":
 		return fmt.Errorf("%w: no Matrix event ID to derive the message ID from", ErrInvalidRequest)
 	case m.Part < 0:

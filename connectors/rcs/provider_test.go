@@ -232,7 +232,7 @@ func TestProviderFailures(t *testing.T) {
 		{name: "429 with Retry-After honoured", setup: func(h *harness) { h.fail(429, "7") },
 			sleeps: []time.Duration{7 * time.Second}, tokens: 1, sentCount: 1},
 		{name: "5xx retried with backoff then ok", setup: func(h *harness) { h.fail(503, ""); h.fail(500, "") },
-			// Base 500ms: retry 1 waits 250ms+125ms, retry 2 waits 500ms+250ms (halfJitter).
+			// Initial 500ms: retry 1 waits 250ms+125ms, retry 2 waits 500ms+250ms (halfJitter).
 			sleeps: []time.Duration{375 * time.Millisecond, 750 * time.Millisecond}, tokens: 1, sentCount: 1},
 		{name: "5xx until attempts run out", setup: func(h *harness) {
 			for range 4 {

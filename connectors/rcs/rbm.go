@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
+
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // RBMScope is the OAuth 2.0 scope of the RBM API.
@@ -47,8 +49,8 @@ type RBMConfig struct {
 	// HTTPClient makes API and token requests; default a client with a
 	// 30 s timeout.
 	HTTPClient *http.Client
-	// Clock times retries; default [SystemClock].
-	Clock Clock
+	// Clock times retries; default [fallback.SystemClock].
+	Clock fallback.Clock
 	// Retry is the retry policy; zero fields take its defaults.
 	Retry RetryPolicy
 	// Logger gets debug lines about retries; default zap.NewNop().
@@ -107,29 +109,14 @@ func NewRBM(cfg RBMConfig) (*RBM, error) {
 		return nil, fmt.Errorf("rcs.rbm.base_url %q is not an absolute URL: use e.g. %s", base, DefaultRBMBaseURL)
 	}
 	hc := newHTTPClient(cfg.HTTPClient)
-	clock := cfg.Clock
-	if clock == nil {
-		clock = SystemClock{}
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = zap.NewNop()
+	fetch := func(ctx context.Context) (*oauth2.Token, error) {
+		// A fresh TokenSource holds no token, so this always performs the
+		// JWT-bearer grant.
+		return jwtCfg.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc)).Token()
 	}
 	return &RBM{
 		agentID: cfg.AgentID,
-		api: &apiClient{
-			provider: "rbm",
-			base:     strings.TrimRight(base, "/"),
-			http:     hc,
-			tokens: &tokenCache{fetch: func(ctx context.Context) (*oauth2.Token, error) {
-				// A fresh TokenSource holds no token, so this always
-				// performs the JWT-bearer grant.
-				return jwtCfg.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc)).Token()
-			}},
-			clock: clock,
-			retry: cfg.Retry.withDefaults(),
-			log:   log,
-		},
+		api:     newAPIClient("rbm", base, hc, fetch, cfg.Clock, cfg.Retry, cfg.Logger),
 	}, nil
 }
 
@@ -169,24 +156,12 @@ func (r *RBM) Capability(ctx context.Context, e164 string) (bool, []string, erro
 	if err != nil {
 		return false, nil, err
 	}
-	resp, err := r.api.do(ctx, apiRequest{
-		op: "check capability", method: http.MethodGet,
-		path:   "/v1/phones/" + num + "/capabilities",
-		query:  r.query("requestId", uuidV4()),
-		accept: []int{http.StatusNotFound},
-	})
-	if err != nil {
-		return false, nil, err
-	}
-	if resp.status == http.StatusNotFound {
-		return false, nil, nil
-	}
 	var caps struct {
 		Features []string `json:"features"`
 	}
-	if err := json.Unmarshal(resp.body, &caps); err != nil {
-		return false, nil, &APIError{Provider: "rbm", Op: "check capability", Status: resp.status,
-			Message: "unreadable capabilities: " + err.Error(), Class: ErrTemporary}
+	found, err := r.api.capability(ctx, "/v1/phones/"+num+"/capabilities", r.query("requestId", uuidV4()), &caps)
+	if err != nil || !found {
+		return false, nil, err
 	}
 	return true, caps.Features, nil
 }
@@ -271,38 +246,43 @@ func (r *RBM) SendTyping(ctx context.Context, e164 string, on bool) error {
 // SendRead sends a READ agent event for the user's message messageID. The
 // event ID derives from messageID, so a resend is a duplicate.
 func (r *RBM) SendRead(ctx context.Context, e164, messageID string) error {
-	num, err := numberPath("rbm", "send read receipt", e164)
-	if err != nil {
-		return err
-	}
-	if messageID == "" {
-		return fmt.Errorf("rbm send read receipt: %w: no message ID", ErrInvalidRequest)
-	}
-	_, err = r.api.do(ctx, apiRequest{
-		op: "send read receipt", method: http.MethodPost,
-		path:   "/v1/phones/" + num + "/agentEvents",
-		query:  r.query("eventId", readEventID(messageID)),
-		body:   rbmAgentEvent{EventType: "READ", MessageID: messageID},
-		accept: []int{http.StatusConflict},
+	return r.aboutMessage(ctx, "send read receipt", e164, messageID, func(num string) apiRequest {
+		return apiRequest{
+			method: http.MethodPost,
+			path:   "/v1/phones/" + num + "/agentEvents",
+			query:  r.query("eventId", readEventID(messageID)),
+			body:   rbmAgentEvent{EventType: "READ", MessageID: messageID},
+			accept: []int{http.StatusConflict},
+		}
 	})
-	return err
 }
 
 // Revoke calls phones.agentMessages.delete. RBM answers 200 whether or not
 // the message was still undelivered.
 func (r *RBM) Revoke(ctx context.Context, e164, messageID string) error {
-	num, err := numberPath("rbm", "revoke message", e164)
+	return r.aboutMessage(ctx, "revoke message", e164, messageID, func(num string) apiRequest {
+		return apiRequest{
+			method: http.MethodDelete,
+			path:   "/v1/phones/" + num + "/agentMessages/" + url.PathEscape(messageID),
+			query:  r.query(),
+		}
+	})
+}
+
+// aboutMessage makes call op, built by build for the escaped number, after
+// checking that e164 is a number and messageID is given: both name the
+// message on the provider's side.
+func (r *RBM) aboutMessage(ctx context.Context, op, e164, messageID string, build func(num string) apiRequest) error {
+	num, err := numberPath("rbm", op, e164)
 	if err != nil {
 		return err
 	}
 	if messageID == "" {
-		return fmt.Errorf("rbm revoke message: %w: no message ID", ErrInvalidRequest)
+		return fmt.Errorf("rbm %s: %w: no message ID", op, ErrInvalidRequest)
 	}
-	_, err = r.api.do(ctx, apiRequest{
-		op: "revoke message", method: http.MethodDelete,
-		path:  "/v1/phones/" + num + "/agentMessages/" + url.PathEscape(messageID),
-		query: r.query(),
-	})
+	rq := build(num)
+	rq.op = op
+	_, err = r.api.do(ctx, rq)
 	return err
 }
 

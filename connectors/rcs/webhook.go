@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // Webhook authentication schemes of [MaaPWebhook].
@@ -76,14 +79,14 @@ type WebhookConfig struct {
 	// Logger gets one line per rejected request and per worker problem;
 	// default zap.NewNop().
 	Logger *zap.Logger
-	// Clock times the worker's retries; default [SystemClock].
-	Clock Clock
+	// Clock times the worker's retries; default [fallback.SystemClock].
+	Clock fallback.Clock
 	// MaxBodyBytes caps a request body; default 1 MiB.
 	MaxBodyBytes int64
-	// Retry governs hand-over retries after the consumer fails: Attempts
-	// (default 100) failures of one event make the worker give up on it
-	// (it stays in the table, marked failed); Base (default 1 s) doubles up
-	// to Max (default 5 min).
+	// Retry governs hand-over retries after the consumer fails:
+	// Policy.Attempts (default 100) failures of one event make the worker
+	// give up on it (it stays in the table, marked failed); Policy.Initial
+	// (default 1 s) doubles up to Policy.Max (default 5 min).
 	Retry RetryPolicy
 	// Retention is how long processed events are kept to recognise
 	// replays; default 14 days (Google retries for up to 7).
@@ -99,7 +102,7 @@ type WebhookConfig struct {
 type WebhookHandler struct {
 	cfg   WebhookConfig
 	log   *zap.Logger
-	clock Clock
+	clock fallback.Clock
 	retry RetryPolicy
 
 	wake chan struct{} // buffered 1: "new events stored"
@@ -150,14 +153,14 @@ func NewWebhookHandler(cfg WebhookConfig) (*WebhookHandler, error) {
 		cfg.Retention = 14 * 24 * time.Hour
 	}
 	r := cfg.Retry
-	if r.Attempts <= 0 {
-		r.Attempts = 100
+	if r.Policy.Attempts <= 0 {
+		r.Policy.Attempts = 100
 	}
-	if r.Base <= 0 {
-		r.Base = time.Second
+	if r.Policy.Initial <= 0 {
+		r.Policy.Initial = time.Second
 	}
-	if r.Max <= 0 {
-		r.Max = 5 * time.Minute
+	if r.Policy.Max <= 0 {
+		r.Policy.Max = 5 * time.Minute
 	}
 	h := &WebhookHandler{
 		cfg:   cfg,
@@ -170,7 +173,7 @@ func NewWebhookHandler(cfg WebhookConfig) (*WebhookHandler, error) {
 		h.log = zap.NewNop()
 	}
 	if h.clock == nil {
-		h.clock = SystemClock{}
+		h.clock = fallback.SystemClock{}
 	}
 	return h, nil
 }
@@ -349,7 +352,7 @@ func (h *WebhookHandler) accept(w http.ResponseWriter, r *http.Request, provider
 		h.log.Debug("dropped replayed RCS webhook event", zap.String("provider", provider), zap.String("event_key", key))
 	} else {
 		h.log.Debug("stored RCS webhook event", zap.String("provider", provider), zap.String("event_key", key),
-			zap.String("kind", eventKind(ev)), zap.String("sender", maskNumber(m.Sender)))
+			zap.String("kind", eventKind(ev)), zap.String("sender", phone.Mask(m.Sender)))
 		select {
 		case h.wake <- struct{}{}:
 		default:
@@ -475,7 +478,7 @@ func (h *WebhookHandler) run(ctx context.Context) {
 			failures = 0
 		}
 		if wait > 0 {
-			if h.clock.Sleep(ctx, wait) != nil {
+			if fallback.Sleep(ctx, h.clock, wait) != nil {
 				return
 			}
 			continue
@@ -544,7 +547,7 @@ func (h *WebhookHandler) handOver(ctx context.Context, se StoredEvent) (time.Dur
 			h.log.Error("failed to record RCS event failure", append(fields, zap.Error(ferr))...)
 			return 0, true
 		}
-		if n >= h.retry.Attempts {
+		if n >= h.retry.Policy.Attempts {
 			h.log.Error("gave up handing over RCS event; it stays in bubbled_rcs_event marked failed",
 				append(fields, zap.Int("attempts", n), zap.Error(err))...)
 			if err := h.cfg.Store.MarkProcessed(markCtx, se.ID, h.clock.Now(), "gave up: "+cut(err.Error())); err != nil {
@@ -619,13 +622,4 @@ func eventKind(ev Event) string {
 		return "failed"
 	}
 	return fmt.Sprintf("%T", ev)
-}
-
-// maskNumber hides the middle of a phone number for info-level logs:
-// "+15551234567" -> "+155******67".
-func maskNumber(n string) string {
-	if len(n) < 7 {
-		return strings.Repeat("*", len(n))
-	}
-	return n[:4] + strings.Repeat("*", len(n)-6) + n[len(n)-2:]
 }

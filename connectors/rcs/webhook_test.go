@@ -18,6 +18,7 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/rcs/maapfake"
 	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // webhookEnv is a handler on a test server with both fakes pointed at it.
@@ -507,7 +508,7 @@ func TestWebhookRestart(t *testing.T) {
 }
 
 func TestWebhookConsumerRetry(t *testing.T) {
-	e := newWebhookEnv(t, envOptions{start: true, retry: RetryPolicy{Attempts: 3, Jitter: halfJitter}})
+	e := newWebhookEnv(t, envOptions{start: true, retry: RetryPolicy{Policy: fallback.RetryPolicy{Attempts: 3}, Random: halfJitter}})
 	ctx := context.Background()
 	var mu sync.Mutex
 	calls := map[string]int{}
@@ -540,7 +541,7 @@ func TestWebhookConsumerRetry(t *testing.T) {
 	if calls["flaky"] != 3 || calls["poison"] != 3 || calls["fine"] != 1 {
 		t.Fatalf("consumer calls = %v", calls)
 	}
-	// Base 1s with half jitter: 750ms after the first failure, 1.5s after
+	// Initial 1s with half jitter: 750ms after the first failure, 1.5s after
 	// the second; flaky and poison both fail twice before resolving.
 	want := []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 750 * time.Millisecond, 1500 * time.Millisecond}
 	if got := e.clock.Sleeps(); fmt.Sprint(got) != fmt.Sprint(want) {
