@@ -1,5 +1,7 @@
-// Command bubbled bridges SMS from a USB GSM modem (and later RCS and Matrix
-// itself) into Matrix rooms, one end-to-end encrypted room per contact.
+// Command bubbled bridges a phone line into Matrix: SMS through a USB GSM
+// modem, RCS through a business-messaging provider, and contacts who are on
+// Matrix themselves, one end-to-end encrypted room per contact. Outgoing
+// messages take the best route that reaches the contact (Matrix, RCS, SMS).
 package main
 
 import (
@@ -44,52 +46,61 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is main without os.Exit: it returns the exit code, and writes what it
-// says before logging is set up to stdout and stderr.
-func run(args []string, stdout, stderr io.Writer) int {
+// options are the command-line flags.
+type options struct {
+	configPath, registration                  string
+	generateReg, showVersion, ignoreUnsupport bool
+}
+
+// parseFlags reads the command line. done is true when bubbled should exit
+// at once with code (help, or a usage error).
+func parseFlags(args []string, stderr io.Writer) (o options, code int, done bool) {
 	fs := flag.NewFlagSet("bubbled", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		configPath      string
-		registration    string
-		generateReg     bool
-		showVersion     bool
-		ignoreUnsupport bool
-	)
-	fs.StringVar(&configPath, "c", "config.yaml", "path to the config file")
-	fs.StringVar(&configPath, "config", "config.yaml", "path to the config file")
-	fs.BoolVar(&generateReg, "g", false, "write the appservice registration file (see -r), persist its tokens in the config, and exit")
-	fs.BoolVar(&generateReg, "generate-registration", false, "same as -g")
-	fs.StringVar(&registration, "r", "registration.yaml", "where -g writes the appservice registration")
-	fs.StringVar(&registration, "registration", "registration.yaml", "same as -r")
-	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
+	fs.StringVar(&o.configPath, "c", "config.yaml", "path to the config file")
+	fs.StringVar(&o.configPath, "config", "config.yaml", "path to the config file")
+	fs.BoolVar(&o.generateReg, "g", false, "write the appservice registration file (see -r), persist its tokens in the config, and exit")
+	fs.BoolVar(&o.generateReg, "generate-registration", false, "same as -g")
+	fs.StringVar(&o.registration, "r", "registration.yaml", "where -g writes the appservice registration")
+	fs.StringVar(&o.registration, "registration", "registration.yaml", "same as -r")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return o, exitOK, true
 		}
-		return exitUsage
+		return o, exitUsage, true
 	}
-	if showVersion {
+	return o, exitOK, false
+}
+
+// run is main without os.Exit: it returns the exit code, and writes what it
+// says before logging is set up to stdout and stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, code, done := parseFlags(args, stderr)
+	if done {
+		return code
+	}
+	if o.showVersion {
 		fmt.Fprintf(stdout, "bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
 		return exitOK
 	}
 
-	cfg, err := config.Load(configPath, config.LoadOptions{})
+	cfg, err := config.Load(o.configPath, config.LoadOptions{})
 	if err != nil {
-		fmt.Fprintf(stderr, "bubbled: the config %s is not usable:\n%v\n", configPath, err)
+		fmt.Fprintf(stderr, "bubbled: the config %s is not usable:\n%v\n", o.configPath, err)
 		return exitConfig
 	}
-	if generateReg {
-		if err := cfg.GenerateRegistration(registration); err != nil {
+	if o.generateReg {
+		if err := cfg.GenerateRegistration(o.registration); err != nil {
 			fmt.Fprintf(stderr, "bubbled: can't write the registration: %v\n", err)
 			return exitRegistration
 		}
-		fmt.Fprintf(stdout, "Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", registration)
+		fmt.Fprintf(stdout, "Wrote %s. Add it to your homeserver's app_service_config_files (Synapse) or app_service_api.config_files (Dendrite) and restart the homeserver.\n", o.registration)
 		return exitOK
 	}
 
@@ -99,6 +110,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitLogger
 	}
 	defer func() { _ = zl.Sync() }()
+	return serve(o, cfg, zl)
+}
+
+// serve runs the bridge until a signal, or until another instance takes
+// over the homeserver connection, and returns the exit code.
+func serve(o options, cfg *config.Config, zl *zap.Logger) int {
 	zlog := config.ZerologToZap(zl, cfg.Log.ZerologLevel())
 	exzerolog.SetupDefaults(&zlog)
 
@@ -109,7 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		zl.Warn("ignored part of the config", zap.String("key", w.Key), zap.String("reason", w.Reason), zap.String("fix", w.Fix))
 	}
-	zl.Info("starting bubbled", zap.String("version", Version), zap.String("config", configPath),
+	zl.Info("starting bubbled", zap.String("version", Version), zap.String("config", o.configPath),
 		zap.String("homeserver", cfg.Homeserver.Address), zap.Int("modems", len(cfg.Network.Modems)))
 
 	db, err := dbutil.NewFromConfig("bubbled", cfg.Database, dbutil.ZeroLogger(zlog.With().Str("db_section", "main").Logger()))
@@ -119,7 +136,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	mx := matrix.NewConnector(&cfg.Config)
-	mx.IgnoreUnsupportedServer = ignoreUnsupport
+	mx.IgnoreUnsupportedServer = o.ignoreUnsupport
 	conn := bridge.New(cfg.Network, zl.Named("bridge"))
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
 	stop := make(chan int, 1)
