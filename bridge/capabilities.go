@@ -34,11 +34,29 @@ func smsFeatures(maxParts int) *event.RoomFeatures {
 	}
 }
 
+// rcsFeatures describes an RCS conversation: longer text, receipts, typing,
+// and unsend (revoke).
+func rcsFeatures(files bool) *event.RoomFeatures {
+	f := smsFeatures(1)
+	if files {
+		f.File = event.FileFeatureMap{}
+		for _, mt := range []event.CapabilityMsgType{event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile} {
+			f.File[mt] = &event.FileFeatures{MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelFullySupported}, MaxSize: 100 << 20, Caption: event.CapLevelDropped}
+		}
+	}
+	f.ID = "com.github.bubbled.capabilities.2026_11_25.rcs"
+	f.MaxTextLength = 3072
+	f.ReadReceipts = true
+	f.TypingNotifications = true
+	f.Delete = event.CapLevelFullySupported
+	return f
+}
+
 // GetCapabilities returns the room features of a portal: an RCS conversation
 // (its last message went by RCS) can do more than an SMS one.
 func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
 	if cl.conn.rcs != nil && portalMeta(portal).LastRoute == "rcs" {
-		return rcsFeatures(cl.conn.rcs.media != nil)
+		return rcsFeatures(cl.conn.rcsMedia != nil)
 	}
 	return smsFeatures(cl.conn.cfg.SMS.MaxParts)
 }

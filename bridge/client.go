@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 )
 
@@ -122,7 +123,7 @@ func (h *lineHooks) stateChanged(st sms.State, err error) {
 	case sms.StateReady:
 		cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
 		if cl.troubled.Swap(false) {
-			notice = "The modem of line " + FormatNumber(cl.meta.Number) + " is working again."
+			notice = "The modem of line " + phone.Format(cl.meta.Number) + " is working again."
 		}
 	case sms.StateRecovering:
 		msg := "The modem stopped answering; bubbled is recovering it"
@@ -134,7 +135,7 @@ func (h *lineHooks) stateChanged(st sms.State, err error) {
 		cl.log.Warn("recovering the modem", zap.Error(err))
 		cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: stateModemRecovering, Message: msg})
 		if !cl.troubled.Swap(true) {
-			notice = "Line " + FormatNumber(cl.meta.Number) + ": " + msg
+			notice = "Line " + phone.Format(cl.meta.Number) + ": " + msg
 		}
 	case sms.StateDisconnected:
 		msg := "The modem is gone (unplugged, or the port closed); bubbled waits for it to come back. Messages wait in the queue meanwhile."
@@ -144,7 +145,7 @@ func (h *lineHooks) stateChanged(st sms.State, err error) {
 		cl.log.Warn("lost the modem; the line reopens it", zap.Error(err))
 		cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateTransientDisconnect, Error: stateModemLost, Message: msg})
 		if !cl.troubled.Swap(true) {
-			notice = "Line " + FormatNumber(cl.meta.Number) + ": " + msg
+			notice = "Line " + phone.Format(cl.meta.Number) + ": " + msg
 		}
 	}
 	if notice != "" {
@@ -240,7 +241,7 @@ func (cl *Client) run(ctx context.Context, line *sms.Line, opened bool, done cha
 		err := cl.start(ctx, line, &opened)
 		if err == nil {
 			cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
-			cl.log.Info("started receiving SMS", zap.String("number", MaskNumber(cl.meta.Number)))
+			cl.log.Info("started receiving SMS", zap.String("number", phone.Mask(cl.meta.Number)))
 			return
 		}
 		if ctx.Err() != nil {
@@ -251,9 +252,9 @@ func (cl *Client) run(ctx context.Context, line *sms.Line, opened bool, done cha
 			cl.log.Error("stopped: the SIM is locked", zap.Error(err))
 			cl.login.BridgeState.Send(status.BridgeState{StateEvent: status.StateBadCredentials, Error: stateSIMLocked, Message: err.Error()})
 			if locked.Status == simNeedsPIN {
-				go cl.notifyOwner(fmt.Sprintf("Line %s is stopped: its SIM needs the PIN (the modem lost power). Send `pin <PIN>` here to unlock it, or put the PIN in network.modems[].pin.", FormatNumber(cl.meta.Number)))
+				go cl.notifyOwner(fmt.Sprintf("Line %s is stopped: its SIM needs the PIN (the modem lost power). Send `pin <PIN>` here to unlock it, or put the PIN in network.modems[].pin.", phone.Format(cl.meta.Number)))
 			} else {
-				go cl.notifyOwner(fmt.Sprintf("Line %s is stopped: %v.", FormatNumber(cl.meta.Number), err))
+				go cl.notifyOwner(fmt.Sprintf("Line %s is stopped: %v.", phone.Format(cl.meta.Number), err))
 			}
 			return
 		}
@@ -361,7 +362,7 @@ func userInfoFor(uid networkid.UserID) *bridgev2.UserInfo {
 	if num, ok := NumberForUserID(uid); ok && strings.HasPrefix(num, "+") {
 		return &bridgev2.UserInfo{
 			Identifiers: []string{"tel:" + num},
-			Name:        ptr(FormatNumber(num)),
+			Name:        ptr(phone.Format(num)),
 			IsBot:       ptr(false),
 		}
 	}
@@ -372,21 +373,21 @@ func userInfoFor(uid networkid.UserID) *bridgev2.UserInfo {
 // ResolveIdentifier turns a phone number typed by the user (start-chat,
 // provisioning create_dm) into the contact's ghost and, if asked, portal.
 func (cl *Client) ResolveIdentifier(ctx context.Context, identifier string, createChat bool) (*bridgev2.ResolveIdentifierResponse, error) {
-	e164, err := ParseNumber(identifier, cl.conn.cfg.DefaultRegion)
+	e164, err := phone.Parse(identifier, cl.conn.cfg.DefaultRegion)
 	if err != nil {
 		return nil, bridgev2.WrapRespErr(err, mautrix.MInvalidParam)
 	}
 	uid := UserIDForNumber(e164)
 	ghost, err := cl.conn.br.GetGhostByID(ctx, uid)
 	if err != nil {
-		return nil, fmt.Errorf("get ghost of %s: %w", MaskNumber(e164), err)
+		return nil, fmt.Errorf("get ghost of %s: %w", phone.Mask(e164), err)
 	}
 	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: uid, UserInfo: userInfoFor(uid)}
 	if createChat {
 		key := PortalKeyFor(uid, cl.login.ID)
 		portal, err := cl.conn.br.GetPortalByKey(ctx, key)
 		if err != nil {
-			return nil, fmt.Errorf("get portal of %s: %w", MaskNumber(e164), err)
+			return nil, fmt.Errorf("get portal of %s: %w", phone.Mask(e164), err)
 		}
 		info, _ := cl.GetChatInfo(ctx, portal)
 		resp.Chat = &bridgev2.CreateChatResponse{PortalKey: key, Portal: portal, PortalInfo: info}

@@ -10,13 +10,14 @@ import (
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/fallback"
 )
 
 // helpSection groups bubbled's own commands in the bot's help.
 var helpSection = commands.HelpSection{Name: "Routes", Order: 25}
 
-// addCommands registers the route commands: sms, route and whois.
+// addCommands registers bubbled's commands: sms, route, status, ussd, pin and whois.
 func (c *Connector) addCommands(proc *commands.Processor) {
 	proc.AddHandlers(
 		&commands.FullHandler{
@@ -122,14 +123,14 @@ func (c *Connector) cmdWhois(ce *commands.Event) {
 		ce.Reply("Usage: `$cmdprefix whois <number>`")
 		return
 	}
-	num, err := ParseNumber(ce.RawArgs, c.cfg.DefaultRegion)
+	num, err := phone.Parse(ce.RawArgs, c.cfg.DefaultRegion)
 	if err != nil {
 		ce.Reply("%v", err)
 		return
 	}
 	res, err := c.dir.Lookup(ce.Ctx, num)
 	if err != nil {
-		ce.Reply("Could not find out whether %s is on Matrix: %v", FormatNumber(num), err)
+		ce.Reply("Could not find out whether %s is on Matrix: %v", phone.Format(num), err)
 		return
 	}
 	age := "just now"
@@ -141,10 +142,10 @@ func (c *Connector) cmdWhois(ce *commands.Event) {
 		source = "no source knows it"
 	}
 	if !res.Found() {
-		ce.Reply("%s is not on Matrix as far as bubbled knows (%s; answered %s). Messages go by RCS or SMS.", FormatNumber(num), source, age)
+		ce.Reply("%s is not on Matrix as far as bubbled knows (%s; answered %s). Messages go by RCS or SMS.", phone.Format(num), source, age)
 		return
 	}
-	ce.Reply("%s is on Matrix as %s (from %s; answered %s).", FormatNumber(num), res.MXID, source, age)
+	ce.Reply("%s is on Matrix as %s (from %s; answered %s).", phone.Format(num), res.MXID, source, age)
 }
 
 // userLines lists the caller's line clients, the portal's own first.
@@ -167,7 +168,7 @@ func (c *Connector) userLines(ce *commands.Event) []*Client {
 func (c *Connector) cmdStatus(ce *commands.Event) {
 	var b strings.Builder
 	for _, cl := range c.userLines(ce) {
-		fmt.Fprintf(&b, "**Line %s** (%s): ", FormatNumber(cl.meta.Number), cl.modemKey)
+		fmt.Fprintf(&b, "**Line %s** (%s): ", phone.Format(cl.meta.Number), cl.modemKey)
 		line := cl.currentLine()
 		if line == nil {
 			b.WriteString("not connected\n")
@@ -230,7 +231,7 @@ func (c *Connector) cmdPIN(ce *commands.Event) {
 	}
 	lines := c.userLines(ce)
 	if len(ce.Args) > 1 {
-		num, err := ParseNumber(strings.Join(ce.Args[1:], " "), c.cfg.DefaultRegion)
+		num, err := phone.Parse(strings.Join(ce.Args[1:], " "), c.cfg.DefaultRegion)
 		if err != nil {
 			ce.Reply("%v", err)
 			return
@@ -243,12 +244,12 @@ func (c *Connector) cmdPIN(ce *commands.Event) {
 	}
 	cl := lines[0]
 	if err := cl.currentLine().EnterPIN(ce.Ctx, ce.Args[0]); err != nil {
-		ce.Reply("The SIM of line %s refused the PIN: %v", FormatNumber(cl.meta.Number), err)
+		ce.Reply("The SIM of line %s refused the PIN: %v", phone.Format(cl.meta.Number), err)
 		return
 	}
 	go func() {
 		cl.Disconnect()
 		cl.Connect(cl.login.Log.WithContext(context.Background()))
 	}()
-	ce.Reply("The SIM of line %s is unlocked; the line starts now. (Your message with the PIN was redacted.)", FormatNumber(cl.meta.Number))
+	ce.Reply("The SIM of line %s is unlocked; the line starts now. (Your message with the PIN was redacted.)", phone.Format(cl.meta.Number))
 }

@@ -6,19 +6,25 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"go.mau.fi/util/configupgrade"
 	"go.uber.org/zap"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/directory"
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
@@ -32,10 +38,11 @@ type Connector struct {
 	log *zap.Logger
 
 	// dir and router are set by Start and read-only afterwards.
-	dir     *directory.Directory
-	router  *fallback.Router
-	rcs     *rcsTransport       // nil without network.rcs.provider
-	rcsHook *rcs.WebhookHandler // nil without network.rcs.provider
+	dir      *directory.Directory
+	router   *fallback.Router
+	rcs      *rcs.Transport      // nil without network.rcs.provider
+	rcsHook  *rcs.WebhookHandler // nil without network.rcs.provider
+	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -64,7 +71,9 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	}
 }
 
-// Start creates bubbled's own tables beside bridgev2's.
+// Start upgrades bubbled's own tables beside bridgev2's, then builds the
+// route ladder: the directory, the RCS route (provider, webhooks, media)
+// and the router with its Matrix, RCS and SMS transports.
 func (c *Connector) Start(ctx context.Context) error {
 	if err := sms.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return fmt.Errorf("upgrade SMS tables: %w", err)
@@ -98,9 +107,7 @@ func (c *Connector) GetName() bridgev2.BridgeName {
 func (c *Connector) GetDBMetaTypes() database.MetaTypes {
 	return database.MetaTypes{
 		Portal:    func() any { return &PortalMetadata{} },
-		Ghost:     nil,
 		Message:   func() any { return &MessageMetadata{} },
-		Reaction:  nil,
 		UserLogin: func() any { return &LoginMetadata{} },
 	}
 }
@@ -214,4 +221,256 @@ func (c *Connector) release(modemKey string, login networkid.UserLoginID) {
 	if c.inUse[modemKey] == login {
 		delete(c.inUse, modemKey)
 	}
+}
+
+// startRouter builds the directory, the RCS route and the router, and
+// listens for the read receipts that confirm Matrix-route messages. It runs
+// in Start, when the Matrix side is up (the identity-server lookup asks the
+// homeserver for an OpenID token as the bridge bot).
+func (c *Connector) startRouter(ctx context.Context) error {
+	dir, err := c.newDirectory()
+	if err != nil {
+		return err
+	}
+	c.dir = dir
+	if err := c.startRCS(ctx); err != nil {
+		return err
+	}
+	smsT := &sms.Transport{LineFor: c.lineFor}
+	if c.cfg.SMS.Failover {
+		smsT.Failover = c.failoverLine
+	}
+	transports := []fallback.Transport{&matrixTransport{conn: c}, smsT}
+	if c.rcs != nil {
+		transports = append(transports, c.rcs)
+	}
+	order := make([]fallback.Route, 0, len(c.cfg.Fallback.Order))
+	for _, r := range c.cfg.Fallback.Order {
+		rt, err := fallback.ParseRoute(r)
+		if err != nil {
+			return fmt.Errorf("network.fallback.order: %w", err)
+		}
+		order = append(order, rt)
+	}
+	c.router, err = fallback.New(fallback.Options{
+		Order:          order,
+		Transports:     transports,
+		Directory:      directory.NewRouterAdapter(dir),
+		Notifier:       &notices{conn: c},
+		ConfirmTimeout: c.cfg.Fallback.ConfirmTimeout,
+		Log:            c.log.Named("fallback"),
+	})
+	if err != nil {
+		return fmt.Errorf("set up the route ladder (network.fallback): %w", err)
+	}
+	if mx, ok := c.br.Matrix.(*matrix.Connector); ok && mx.EventProcessor != nil {
+		mx.EventProcessor.On(event.EphemeralEventReceipt, c.handleReceipts)
+	}
+	c.refreshLocalLines(ctx)
+	return nil
+}
+
+// newDirectory builds the directory from network.directory. The identity
+// server, when configured, is asked with an OpenID token of the bridge bot.
+func (c *Connector) newDirectory() (*directory.Directory, error) {
+	dcfg := c.cfg.Directory
+	opts := directory.Options{Log: c.log.Named("directory")}
+	if mx, ok := c.br.Matrix.(*matrix.Connector); ok && dcfg.IdentityServer.URL != "" {
+		bot := mx.AS.BotClient()
+		opts.OpenID = directory.OpenIDFunc(func(ctx context.Context) (*mautrix.RespOpenIDToken, error) {
+			return bot.RequestOpenIDToken(ctx)
+		})
+	}
+	dir, err := directory.New(directory.Config{
+		DefaultRegion: c.cfg.DefaultRegion,
+		Static:        dcfg.Static,
+		IdentityServer: directory.IdentityServerConfig{
+			URL:           dcfg.IdentityServer.URL,
+			AcceptedTerms: dcfg.IdentityServer.AcceptedTerms,
+			Timeout:       dcfg.IdentityServer.Timeout,
+		},
+		FoundTTL:    dcfg.FoundTTL,
+		NotFoundTTL: dcfg.NotFoundTTL,
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("set up the directory (network.directory): %w", err)
+	}
+	return dir, nil
+}
+
+// startRCS builds the RCS route (provider, transport, media store) and
+// mounts its webhooks and media on the appservice listener. It does nothing
+// when network.rcs.provider is empty.
+func (c *Connector) startRCS(ctx context.Context) error {
+	rc := c.cfg.RCS
+	if rc.Provider == "" {
+		return nil
+	}
+	prov, wh, err := newRCSProvider(rc)
+	if err != nil {
+		return err
+	}
+	if err := rcs.Upgrade(ctx, c.br.DB.Database); err != nil {
+		return fmt.Errorf("upgrade RCS tables: %w", err)
+	}
+	mediaPath := strings.TrimRight(rc.WebhookPath, "/") + "/media/"
+	if rc.PublicURL != "" {
+		c.rcsMedia = rcs.NewMediaStore(c.br.DB.Database, rcs.MediaConfig{
+			BaseURL: strings.TrimRight(rc.PublicURL, "/") + mediaPath, TTL: rc.MessageTTL, Log: c.log.Named("rcs_media")})
+	}
+	c.rcs = rcs.NewTransport(prov, rcs.TransportConfig{ReachableTTL: rc.CapabilityTTLReachable, UnreachableTTL: rc.CapabilityTTLUnreachable,
+		MessageTTL: rc.MessageTTL, Media: c.rcsMedia, Log: c.log.Named("rcs")})
+	wh.PathPrefix = rc.WebhookPath
+	wh.Store = rcs.NewDBEventStore(c.br.DB.Database)
+	wh.Consumer = c.handleRCSEvent
+	wh.Logger = c.log.Named("rcs_webhook")
+	c.rcsHook, err = rcs.NewWebhookHandler(wh)
+	if err != nil {
+		return fmt.Errorf("set up the RCS webhook (network.rcs): %w", err)
+	}
+	mx, ok := c.br.Matrix.(*matrix.Connector)
+	if !ok || mx.AS == nil || mx.AS.Router == nil {
+		return errors.New("set up the RCS webhook: the appservice listener is not available")
+	}
+	mx.AS.Router.Handle(strings.TrimRight(rc.WebhookPath, "/")+"/", c.rcsHook)
+	if c.rcsMedia != nil {
+		mx.AS.Router.Handle(mediaPath, c.rcsMedia)
+	}
+	if err := c.rcsHook.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start the RCS webhook worker: %w", err)
+	}
+	c.log.Info("started the RCS route", zap.String("provider", prov.Name()), zap.String("webhook_path", rc.WebhookPath))
+	return nil
+}
+
+// newRCSProvider builds the provider of network.rcs.provider and the
+// matching half of its webhook config.
+func newRCSProvider(rc config.RCS) (prov rcs.Provider, wh rcs.WebhookConfig, err error) {
+	switch rc.Provider {
+	case "rbm":
+		prov, err = rcs.NewRBM(rcs.RBMConfig{AgentID: rc.RBM.AgentID, ServiceAccountFile: rc.RBM.ServiceAccountFile, BaseURL: rc.RBM.BaseURL, TokenURL: rc.RBM.TokenURL})
+		wh.RBM = &rcs.RBMWebhook{AgentID: rc.RBM.AgentID, ClientToken: rc.RBM.WebhookClientToken}
+	case "maap":
+		m := rc.MaaP
+		prov, err = rcs.NewMaaP(rcs.MaaPConfig{BotID: m.BotID, BaseURL: m.BaseURL, APIVersion: m.APIVersion, TokenURL: m.TokenURL,
+			ClientID: m.ClientID, ClientSecret: m.ClientSecret, CredentialsInBody: m.CredentialsInBody, Scopes: m.Scopes})
+		wh.MaaP = &rcs.MaaPWebhook{BotID: m.BotID, Auth: m.WebhookAuth, Secret: m.WebhookSecret, SignatureHeader: m.WebhookSignatureHeader}
+	default:
+		return nil, wh, fmt.Errorf("network.rcs.provider %q is not rbm or maap", rc.Provider)
+	}
+	if err != nil {
+		return nil, wh, fmt.Errorf("set up the RCS provider (network.rcs.%s): %w", rc.Provider, err)
+	}
+	return prov, wh, nil
+}
+
+// refreshLocalLines tells the directory which numbers are lines of this
+// bridge, and whose: a contact who is another line's owner is on Matrix.
+func (c *Connector) refreshLocalLines(ctx context.Context) {
+	if c.dir == nil {
+		return
+	}
+	lines := map[string]id.UserID{}
+	users, err := c.br.DB.UserLogin.GetAllUserIDsWithLogins(ctx)
+	if err != nil {
+		c.log.Warn("failed to list the lines for the directory", zap.Error(err))
+		return
+	}
+	for _, user := range users {
+		logins, err := c.br.DB.UserLogin.GetAllForUser(ctx, user)
+		if err != nil {
+			c.log.Warn("failed to list the lines for the directory", zap.Error(err))
+			return
+		}
+		for _, l := range logins {
+			if meta, ok := l.Metadata.(*LoginMetadata); ok && meta.Number != "" {
+				lines[meta.Number] = l.UserMXID
+			}
+		}
+	}
+	if err := c.dir.SetLocal(lines); err != nil {
+		c.log.Error("two lines claim the same number; the directory ignores both until one is logged out", zap.Error(err))
+	}
+}
+
+// lineFor returns the connected line of a login, or nil.
+func (c *Connector) lineFor(loginID string) *sms.Line {
+	if cl := c.clientFor(networkid.UserLoginID(loginID)); cl != nil {
+		return cl.currentLine()
+	}
+	return nil
+}
+
+// failoverLine returns a ready line of the same owner as msg.Line, or nil,
+// and says in the conversation's room that the message goes from it.
+func (c *Connector) failoverLine(ctx context.Context, msg *fallback.Message) *sms.Line {
+	login := c.br.GetCachedUserLoginByID(networkid.UserLoginID(msg.Line))
+	if login == nil {
+		return nil
+	}
+	for _, other := range login.User.GetUserLogins() {
+		cl, ok := other.Client.(*Client)
+		if !ok || other.ID == login.ID {
+			continue
+		}
+		if line := cl.currentLine(); line != nil && line.State() == sms.StateReady {
+			c.noticeConv(ctx, msg.Conversation, fmt.Sprintf("This line's modem is away: the message goes from your other line %s instead, so %s sees that number.",
+				phone.Format(cl.meta.Number), phone.Format(msg.To)))
+			return line
+		}
+	}
+	return nil
+}
+
+// clientFor returns the Client of a login, or nil.
+func (c *Connector) clientFor(loginID networkid.UserLoginID) *Client {
+	login := c.br.GetCachedUserLoginByID(loginID)
+	if login == nil {
+		return nil
+	}
+	cl, _ := login.Client.(*Client)
+	return cl
+}
+
+// saveRouteState stores a conversation's routing state in its portal, so
+// that a restart neither forgets a pin nor announces a route twice.
+func (c *Connector) saveRouteState(ctx context.Context, conv string) {
+	portal, err := c.br.GetExistingPortalByKey(ctx, portalKeyOf(conv))
+	if err != nil || portal == nil {
+		return
+	}
+	st := c.router.State(conv)
+	meta := portalMeta(portal)
+	meta.Pin, meta.LastRoute, meta.Peer = string(st.Pin), string(st.Last), st.Peer
+	if err := portal.Save(ctx); err != nil {
+		c.log.Warn("failed to save the conversation's route", zap.Error(err))
+	}
+}
+
+// restoreRouteState gives the router a portal's stored state once.
+func (c *Connector) restoreRouteState(portal *bridgev2.Portal) string {
+	conv := convKey(portal.PortalKey)
+	c.mu.Lock()
+	if c.restored == nil {
+		c.restored = map[string]bool{}
+	}
+	done := c.restored[conv]
+	c.restored[conv] = true
+	c.mu.Unlock()
+	if !done {
+		meta := portalMeta(portal)
+		if meta.Pin != "" || meta.LastRoute != "" {
+			c.router.Restore(conv, fallback.ConvState{Pin: fallback.Route(meta.Pin), Last: fallback.Route(meta.LastRoute), Peer: meta.Peer})
+		}
+	}
+	return conv
+}
+
+func portalMeta(portal *bridgev2.Portal) *PortalMetadata {
+	meta, ok := portal.Metadata.(*PortalMetadata)
+	if !ok || meta == nil {
+		meta = &PortalMetadata{}
+		portal.Metadata = meta
+	}
+	return meta
 }

@@ -13,9 +13,19 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 	"github.com/bubbled/bubbled/fallback"
+)
+
+// handlematrix.go holds every Matrix -> network handler: messages, read
+// receipts, typing and redactions.
+
+var (
+	_ bridgev2.ReadReceiptHandlingNetworkAPI = (*Client)(nil)
+	_ bridgev2.TypingHandlingNetworkAPI      = (*Client)(nil)
+	_ bridgev2.RedactionHandlingNetworkAPI   = (*Client)(nil)
 )
 
 // HandleMatrixMessage takes what someone wrote in a portal. The line's owner
@@ -60,10 +70,10 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		File:         file,
 	})
 	if err != nil {
-		cl.log.Warn("failed to send a message", zap.String("to", MaskNumber(to)), zap.Error(err))
+		cl.log.Warn("failed to send a message", zap.String("to", phone.Mask(to)), zap.Error(err))
 		return nil, sendErrorStatus(err)
 	}
-	cl.log.Info("sent a message", zap.String("to", MaskNumber(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
+	cl.log.Info("sent a message", zap.String("to", phone.Mask(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
 	msgID := networkid.MessageID("out:" + string(msg.Event.ID))
 	if rcpt.Route == fallback.RouteRCS {
 		msgID = networkid.MessageID(rcsOutPrefix + rcpt.RemoteID)
@@ -81,13 +91,13 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 // the Matrix file and stores it where the RCS provider can fetch it. Without
 // an RCS route that serves files, smsErr (SMS carries only text) stands.
 func (cl *Client) rcsFile(ctx context.Context, content *event.MessageEventContent, smsErr error) (*fallback.File, error) {
-	t := cl.conn.rcs
+	media := cl.conn.rcsMedia
 	switch content.MsgType {
 	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile:
 	default:
 		return nil, smsErr
 	}
-	if t == nil || t.media == nil {
+	if cl.conn.rcs == nil || media == nil {
 		return nil, smsErr
 	}
 	uri := content.URL
@@ -104,7 +114,7 @@ func (cl *Client) rcsFile(ctx context.Context, content *event.MessageEventConten
 	if content.Info != nil && content.Info.MimeType != "" {
 		mimeType = content.Info.MimeType
 	}
-	url, err := t.media.put(ctx, mimeType, data)
+	url, err := media.Put(ctx, mimeType, data)
 	if err != nil {
 		return nil, err
 	}
@@ -166,5 +176,105 @@ func sendErrorStatus(err error) error {
 	default:
 		return st.WithErrorReason(event.MessageStatusNetworkError).
 			WithMessage(fmt.Sprintf("The SMS was not sent: %v", err))
+	}
+}
+
+// handleReceipts confirms messages that went through Matrix when the contact
+// reads them. Homeservers push read receipts to appservices only with
+// ephemeral events enabled (MSC2409); Dendrite does not push them.
+func (c *Connector) handleReceipts(ctx context.Context, evt *event.Event) {
+	if c.router == nil {
+		return
+	}
+	if _, ok := evt.Content.Parsed.(*event.ReceiptEventContent); !ok {
+		if err := evt.Content.ParseRaw(evt.Type); err != nil {
+			return
+		}
+	}
+	content, ok := evt.Content.Parsed.(*event.ReceiptEventContent)
+	if !ok {
+		return
+	}
+	portal, err := c.br.GetPortalByMXID(ctx, evt.RoomID)
+	if err != nil || portal == nil {
+		return
+	}
+	meta := portalMeta(portal)
+	conv := c.restoreRouteState(portal)
+	peer := c.router.State(conv).Peer
+	if peer == "" {
+		peer = meta.Peer
+	}
+	if peer == "" {
+		return
+	}
+	for eventID, receipts := range *content {
+		for rtype, users := range receipts {
+			if rtype != event.ReceiptTypeRead && rtype != event.ReceiptTypeReadPrivate {
+				continue
+			}
+			rr, ok := users[peer]
+			if !ok {
+				continue
+			}
+			upTo := rr.Timestamp
+			if target, err := c.br.Bot.GetEvent(ctx, evt.RoomID, eventID); err == nil && target != nil {
+				upTo = time.UnixMilli(target.Timestamp)
+			}
+			if n := c.router.ConfirmRead(conv, fallback.RouteMatrix, upTo); n > 0 {
+				c.log.Debug("confirmed messages read on Matrix", zap.Int("messages", n))
+			}
+		}
+	}
+}
+
+// HandleMatrixReadReceipt tells the RCS contact that the owner read their
+// message (RCS READ), when the conversation is on RCS.
+func (cl *Client) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
+	t := cl.conn.rcs
+	if t == nil || msg.ExactMessage == nil || !strings.HasPrefix(string(msg.ExactMessage.ID), rcsInPrefix) {
+		return nil
+	}
+	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
+	if !ok {
+		return nil
+	}
+	return t.Provider().SendRead(ctx, to, strings.TrimPrefix(string(msg.ExactMessage.ID), rcsInPrefix))
+}
+
+// HandleMatrixTyping tells the RCS contact the owner is typing.
+func (cl *Client) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyping) error {
+	t := cl.conn.rcs
+	if t == nil || portalMeta(msg.Portal).LastRoute != string(fallback.RouteRCS) {
+		return nil
+	}
+	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
+	if !ok {
+		return nil
+	}
+	return t.Provider().SendTyping(ctx, to, msg.IsTyping)
+}
+
+// HandleMatrixMessageRemove handles the owner unsending a message. A message
+// waiting for its confirmation never falls back to another route after
+// that. A message that went by RCS is revoked; one that went through Matrix
+// is gone with the redaction itself; SMS cannot be taken back.
+func (cl *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
+	if msg.TargetMessage == nil {
+		return bridgev2.ErrRedactionsNotSupported
+	}
+	cl.conn.router.Confirm(string(msg.TargetMessage.MXID))
+	meta, _ := msg.TargetMessage.Metadata.(*MessageMetadata)
+	switch {
+	case strings.HasPrefix(string(msg.TargetMessage.ID), rcsOutPrefix) && cl.conn.rcs != nil:
+		to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
+		if !ok {
+			return bridgev2.ErrRedactionsNotSupported
+		}
+		return cl.conn.rcs.Provider().Revoke(ctx, to, strings.TrimPrefix(string(msg.TargetMessage.ID), rcsOutPrefix))
+	case meta != nil && meta.Route == string(fallback.RouteMatrix):
+		return nil
+	default:
+		return bridgev2.ErrRedactionsNotSupported
 	}
 }

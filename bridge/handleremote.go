@@ -4,15 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
+	"github.com/bubbled/bubbled/fallback"
 )
+
+// handleremote.go holds every network -> Matrix path. The line and the RCS
+// webhook worker store each event before handing it over, and hand it over
+// again until its handler returns nil, so a restart loses none.
 
 // handleSMS is the sms.Line handler: it turns an inbound SMS, already stored
 // by the line, into a Matrix message in the contact's portal. It returns nil
@@ -64,4 +75,207 @@ func convertSMS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 			DBMetadata: &MessageMetadata{Parts: m.Parts},
 		}},
 	}, nil
+}
+
+// handleOutcome reports one outcome of an outgoing SMS in its room.
+func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
+	log := cl.log.With(zap.String("sms_id", o.MessageID), zap.String("outcome", string(o.Kind)))
+	contact := UserIDForSender(o.To, cl.conn.cfg.DefaultRegion)
+	// Messages from the sms command have no Matrix message of their own.
+	eventID := id.EventID(o.MessageID)
+	var msg *database.Message
+	var err error
+	if strings.HasPrefix(o.MessageID, "$") {
+		msg, err = cl.conn.br.DB.Message.GetPartByMXID(ctx, eventID)
+		if err != nil {
+			return fmt.Errorf("find SMS %s: %w", o.MessageID, err)
+		}
+	}
+	// The message's own room: with failover it may belong to another line.
+	key := PortalKeyFor(contact, cl.login.ID)
+	if msg != nil {
+		key = msg.Room
+	}
+	portal, err := cl.conn.br.GetExistingPortalByKey(ctx, key)
+	if err != nil {
+		return fmt.Errorf("find the room of SMS %s: %w", o.MessageID, err)
+	}
+	if portal == nil || portal.MXID == "" {
+		log.Warn("dropped an SMS outcome: its room is gone")
+		return nil
+	}
+	login := cl.login
+	if other := cl.conn.br.GetCachedUserLoginByID(portal.Receiver); other != nil {
+		login = other
+	}
+	switch o.Kind {
+	case sms.OutcomeQueued, sms.OutcomeSent:
+		log.Debug("SMS progressed", zap.Int("parts", o.Parts))
+	case sms.OutcomeHeld:
+		cl.conn.notice(ctx, portal, "⏳ Held back: "+o.Reason)
+	case sms.OutcomeDelivered:
+		if msg == nil {
+			if strings.HasPrefix(o.MessageID, "$") && time.Since(o.At) < time.Minute {
+				// bridgev2 saves the message right after HandleMatrixMessage returns.
+				return fmt.Errorf("SMS %s was delivered before its message was saved; trying again", o.MessageID)
+			}
+			return nil
+		}
+		res := login.QueueRemoteEvent(&simplevent.Receipt{
+			EventMeta: simplevent.EventMeta{
+				Type:      bridgev2.RemoteEventDeliveryReceipt,
+				PortalKey: portal.PortalKey,
+				Sender:    bridgev2.EventSender{Sender: contact},
+				Timestamp: o.At,
+			},
+			LastTarget: msg.ID,
+			Targets:    []networkid.MessageID{msg.ID},
+		})
+		if res.Error != nil {
+			return fmt.Errorf("report the delivery of SMS %s: %w", o.MessageID, res.Error)
+		}
+	case sms.OutcomeFailed, sms.OutcomeUnknown:
+		text := fmt.Sprintf("⚠️ Your SMS to %s was not delivered: %s.", phone.Format(o.To), strings.TrimSuffix(o.Reason, "."))
+		if o.Kind == sms.OutcomeUnknown {
+			text = fmt.Sprintf("⚠️ Your SMS to %s may or may not have been sent: %s. Check with them before sending it again.", phone.Format(o.To), strings.TrimSuffix(o.Reason, "."))
+		}
+		if msg != nil {
+			cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{
+				Status: event.MessageStatusFail, ErrorReason: event.MessageStatusNetworkError, Message: o.Reason, IsCertain: o.Kind == sms.OutcomeFailed,
+			}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: eventID, Sender: msg.SenderMXID})
+		}
+		cl.conn.notice(ctx, portal, text)
+		log.Warn("SMS did not go through", zap.String("reason", o.Reason))
+	}
+	return nil
+}
+
+// handleCall posts a missed-call notice in the caller's room (made if
+// needed). The line has already hung up.
+func (cl *Client) handleCall(ctx context.Context, c sms.Call) error {
+	caller := UserIDForSender(c.From, cl.conn.cfg.DefaultRegion)
+	from := c.From
+	if from == "" {
+		cl.log.Info("missed a call from a hidden number")
+		return nil
+	}
+	res := cl.login.QueueRemoteEvent(&simplevent.Message[sms.Call]{
+		EventMeta: simplevent.EventMeta{
+			Type:         bridgev2.RemoteEventMessage,
+			PortalKey:    PortalKeyFor(caller, cl.login.ID),
+			CreatePortal: true,
+			Sender:       bridgev2.EventSender{Sender: caller},
+			Timestamp:    c.At,
+		},
+		Data: c,
+		ID:   networkid.MessageID("call:" + c.ID),
+		ConvertMessageFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, c sms.Call) (*bridgev2.ConvertedMessage, error) {
+			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
+				Type:    event.EventMessage,
+				Content: &event.MessageEventContent{MsgType: event.MsgNotice, Body: "📞 Missed call from " + phone.Format(from) + " (bubbled hung up; it cannot take calls)."},
+			}}}, nil
+		},
+	})
+	if err := remoteEventError(res); err != nil {
+		return fmt.Errorf("post the missed call: %w", err)
+	}
+	return nil
+}
+
+// handleRCSEvent takes one stored webhook event (the webhook worker calls it
+// in order of arrival until it returns nil).
+func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
+	meta := ev.Meta()
+	login, portal, err := c.rcsConversation(ctx, meta.Sender)
+	if err != nil {
+		return err
+	}
+	sender := UserIDForNumber(meta.Sender)
+	base := simplevent.EventMeta{PortalKey: PortalKeyFor(sender, login.ID), Sender: bridgev2.EventSender{Sender: sender}, Timestamp: meta.Time}
+	switch e := ev.(type) {
+	case *rcs.MessageEvent:
+		base.Type = bridgev2.RemoteEventMessage
+		base.CreatePortal = true
+		res := login.QueueRemoteEvent(&simplevent.Message[*rcs.MessageEvent]{
+			EventMeta: base, Data: e, ID: networkid.MessageID(rcsInPrefix + e.MessageID),
+			ConvertMessageFunc: convertRCS,
+		})
+		if err := remoteEventError(res); err != nil {
+			return fmt.Errorf("bridge an RCS message into Matrix: %w", err)
+		}
+	case *rcs.DeliveredEvent, *rcs.ReadEvent:
+		if portal == nil {
+			c.log.Warn("ignored an RCS receipt for a contact without a chat")
+			return nil
+		}
+		msg, err := c.br.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(rcsOutPrefix+meta.MessageID))
+		if err != nil {
+			return fmt.Errorf("find the message of an RCS receipt: %w", err)
+		}
+		if msg == nil {
+			c.log.Warn("ignored an RCS receipt for an unknown message")
+			return nil
+		}
+		c.router.Confirm(string(msg.MXID))
+		base.Type = bridgev2.RemoteEventDeliveryReceipt
+		if _, read := ev.(*rcs.ReadEvent); read {
+			base.Type = bridgev2.RemoteEventReadReceipt
+		}
+		login.QueueRemoteEvent(&simplevent.Receipt{EventMeta: base, LastTarget: msg.ID, Targets: []networkid.MessageID{msg.ID}})
+	case *rcs.TypingEvent:
+		if portal == nil {
+			return nil
+		}
+		base.Type = bridgev2.RemoteEventTyping
+		timeout := 15 * time.Second
+		if !e.Active {
+			timeout = 0
+		}
+		login.QueueRemoteEvent(&simplevent.Typing{EventMeta: base, Timeout: timeout, Type: bridgev2.TypingTypeText})
+	case *rcs.UnsubscribeEvent:
+		c.rcs.SetSubscribed(meta.Sender, false)
+		if portal != nil {
+			c.notice(ctx, portal, phone.Format(meta.Sender)+" turned off RCS messages from this agent: messages go as SMS from now on.")
+		}
+	case *rcs.SubscribeEvent:
+		c.rcs.SetSubscribed(meta.Sender, true)
+	case *rcs.FailedEvent:
+		c.log.Warn("the RCS provider could not deliver a message; it falls back when its confirmation time runs out", zap.String("reason", e.Reason))
+	}
+	return nil
+}
+
+// rcsConversation picks the line an RCS contact talks to: the line that
+// already has a chat with them, else the first logged-in line.
+func (c *Connector) rcsConversation(ctx context.Context, number string) (*bridgev2.UserLogin, *bridgev2.Portal, error) {
+	if _, err := phone.Parse(number, ""); err != nil {
+		return nil, nil, fmt.Errorf("RCS event from %q: %w", phone.Mask(number), err)
+	}
+	logins := c.br.GetAllCachedUserLogins()
+	if len(logins) == 0 {
+		return nil, nil, errors.New("no phone line is logged in to receive RCS events; log a line in")
+	}
+	for _, l := range logins {
+		p, err := c.br.GetExistingPortalByKey(ctx, PortalKeyFor(UserIDForNumber(number), l.ID))
+		if err == nil && p != nil && p.MXID != "" {
+			return l, p, nil
+		}
+	}
+	return logins[0], nil, nil
+}
+
+// convertRCS makes the Matrix message of an inbound RCS message.
+func convertRCS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, e *rcs.MessageEvent) (*bridgev2.ConvertedMessage, error) {
+	body := e.Text
+	switch {
+	case e.File != nil:
+		body = fmt.Sprintf("%s (%s)", e.File.Name, e.File.URL)
+	case e.Location != nil:
+		body = fmt.Sprintf("Location: geo:%f,%f", e.Location.Latitude, e.Location.Longitude)
+	}
+	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
+		Type:       event.EventMessage,
+		Content:    &event.MessageEventContent{MsgType: event.MsgText, Body: body},
+		DBMetadata: &MessageMetadata{Route: string(fallback.RouteRCS)},
+	}}}, nil
 }

@@ -1,12 +1,11 @@
 package bridge
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 
-	"github.com/nyaruka/phonenumbers"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 // ids.go owns every mapping between phone numbers and bridgev2 identifiers:
@@ -18,57 +17,22 @@ import (
 //     72404) is keyed "local_72404" and answered by those digits;
 //   - a login (one phone line) is keyed by its own E.164 number without "+";
 //   - a portal is a DM: PortalKey{ID: contact, Receiver: login}, so two lines
-//     talking to the same contact get two rooms, each answering from its line.
+//     talking to the same contact get two rooms, each answering from its line;
+//   - the router's conversation key of a portal is "<login>/<contact>";
+//   - RCS messages are stored under their provider message IDs, prefixed.
 
 // alphaPrefix marks user IDs of alphanumeric senders, which cannot be replied to.
 const alphaPrefix = "alpha_"
 
+// Message ID prefixes of RCS messages in the bridgev2 database.
+const (
+	rcsOutPrefix = "rcs:"   // our messages sent by RCS: "rcs:<provider message ID>"
+	rcsInPrefix  = "rcsin:" // the contact's RCS messages
+)
+
 // localPrefix marks numeric senders that are not full phone numbers (short
 // codes such as 72404): they are answered by their digits as they came.
 const localPrefix = "local_"
-
-// ErrBadNumber is wrapped by ParseNumber when the input is not a phone number.
-var ErrBadNumber = errors.New("not a phone number")
-
-// ParseNumber parses a phone number typed by a person or sent by the network.
-// Numbers in national form are read in defaultRegion (ISO 3166, e.g. "US").
-// It returns the E.164 form with a leading "+".
-func ParseNumber(raw, defaultRegion string) (string, error) {
-	s := strings.TrimSpace(raw)
-	if s == "" {
-		return "", fmt.Errorf("%w: empty; write the number in international form, e.g. +15551234567", ErrBadNumber)
-	}
-	if strings.HasPrefix(s, "tel:") {
-		s = strings.TrimPrefix(s, "tel:")
-	}
-	num, err := phonenumbers.Parse(s, strings.ToUpper(defaultRegion))
-	if err != nil {
-		return "", fmt.Errorf("%w: %q (%v); write it in international form, e.g. +15551234567", ErrBadNumber, raw, err)
-	}
-	if !phonenumbers.IsPossibleNumber(num) {
-		return "", fmt.Errorf("%w: %q has the wrong number of digits for region %s; write it in international form, e.g. +15551234567",
-			ErrBadNumber, raw, phonenumbers.GetRegionCodeForNumber(num))
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
-}
-
-// FormatNumber renders an E.164 number for people ("+1 555-123-4567"). Input
-// that does not parse is returned unchanged.
-func FormatNumber(e164 string) string {
-	num, err := phonenumbers.Parse(e164, "")
-	if err != nil {
-		return e164
-	}
-	return phonenumbers.Format(num, phonenumbers.INTERNATIONAL)
-}
-
-// MaskNumber hides all but the last three digits of a number, for info-level logs.
-func MaskNumber(e164 string) string {
-	if len(e164) <= 4 {
-		return "***"
-	}
-	return strings.Repeat("*", len(e164)-3) + e164[len(e164)-3:]
-}
 
 // UserIDForSender maps a sender address as the SMS layer reports it ("+E164",
 // national digits, or alphanumeric text) to a ghost ID.
@@ -76,7 +40,7 @@ func UserIDForSender(addr, defaultRegion string) networkid.UserID {
 	if !looksNumeric(addr) {
 		return networkid.UserID(alphaPrefix + sanitizeAlpha(addr))
 	}
-	if e164, err := ParseNumber(addr, defaultRegion); err == nil {
+	if e164, err := phone.Parse(addr, defaultRegion); err == nil {
 		return UserIDForNumber(e164)
 	}
 	digits := strings.Map(func(r rune) rune {
@@ -89,6 +53,17 @@ func UserIDForSender(addr, defaultRegion string) networkid.UserID {
 		return networkid.UserID(alphaPrefix + "unknown")
 	}
 	return networkid.UserID(localPrefix + digits)
+}
+
+// convKey is the router's conversation key of a portal: "<login>/<contact>".
+func convKey(key networkid.PortalKey) string {
+	return string(key.Receiver) + "/" + string(key.ID)
+}
+
+// portalKeyOf is the inverse of convKey.
+func portalKeyOf(conv string) networkid.PortalKey {
+	receiver, contact, _ := strings.Cut(conv, "/")
+	return networkid.PortalKey{ID: networkid.PortalID(contact), Receiver: networkid.UserLoginID(receiver)}
 }
 
 // UserIDForNumber maps an E.164 number ("+15551234567") to a ghost ID.

@@ -5,8 +5,12 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
+// TestParseNumber keeps the bridge's cases for the number parser it uses
+// (phone.Parse): what people type in start-chat, whois, pin and login.
 func TestParseNumber(t *testing.T) {
 	tests := []struct {
 		name, in, region, want string
@@ -23,15 +27,15 @@ func TestParseNumber(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseNumber(tt.in, tt.region)
+			got, err := phone.Parse(tt.in, tt.region)
 			if tt.wantErr {
-				if !errors.Is(err, ErrBadNumber) {
-					t.Fatalf("ParseNumber(%q) = %q, %v; want ErrBadNumber", tt.in, got, err)
+				if !errors.Is(err, phone.ErrBadNumber) {
+					t.Fatalf("phone.Parse(%q) = %q, %v; want ErrBadNumber", tt.in, got, err)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("ParseNumber(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+				t.Fatalf("phone.Parse(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 			}
 		})
 	}
@@ -68,8 +72,10 @@ func TestSenderIDs(t *testing.T) {
 	}
 }
 
+// TestMaskNumber: numbers in the bridge's logs keep the one masking rule,
+// the last two digits.
 func TestMaskNumber(t *testing.T) {
-	if got := MaskNumber("+15557654321"); got != "*********321" {
-		t.Errorf("MaskNumber = %q", got)
+	if got := phone.Mask("+15557654321"); got != "+*********21" {
+		t.Errorf("phone.Mask = %q", got)
 	}
 }

@@ -45,15 +45,31 @@ type Journal struct {
 	log *zap.Logger
 }
 
-// NewJournal creates the journal's table in db if needed.
-func NewJournal(ctx context.Context, db *dbutil.Database, log *zap.Logger) (*Journal, error) {
+// journalVersionTable tracks the journal's own schema version.
+const journalVersionTable = "bubbled_journal_version"
+
+var journalUpgrades = dbutil.BuildUpgradeTable().
+	WithRaw(0, 1, 0, "create the transaction journal", dbutil.TxnModeOn, journalV1).
+	Finish()
+
+// journalV1 creates the journal table. Before the journal had versioned
+// upgrades it created the same table with IF NOT EXISTS at every start, so
+// databases from then already have it: IF NOT EXISTS keeps this step
+// harmless for them.
+func journalV1(ctx context.Context, db *dbutil.Database) error {
 	_, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS bubbled_as_event (
 		event_id    TEXT PRIMARY KEY,
 		body        TEXT NOT NULL,
 		received_at BIGINT NOT NULL,
 		handled_at  BIGINT
 	)`)
-	if err != nil {
+	return err
+}
+
+// NewJournal creates or upgrades the journal's table in db (its version is
+// tracked in bubbled_journal_version).
+func NewJournal(ctx context.Context, db *dbutil.Database, log *zap.Logger) (*Journal, error) {
+	if err := db.Child(journalVersionTable, journalUpgrades, nil).Upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("create the transaction journal: %w", err)
 	}
 	return &Journal{db: db, log: log}, nil

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 )
 
@@ -146,7 +147,7 @@ func (ml *modemLogin) SubmitUserInput(ctx context.Context, input map[string]stri
 		}
 		return ml.afterUnlock(ctx)
 	case ml.line != nil && input["number"] != "":
-		num, err := ParseNumber(input["number"], ml.conn.cfg.DefaultRegion)
+		num, err := phone.Parse(input["number"], ml.conn.cfg.DefaultRegion)
 		if err != nil {
 			return nil, err
 		}
@@ -206,13 +207,13 @@ func (ml *modemLogin) pinStep(instructions string) *bridgev2.LoginStep {
 // afterUnlock learns the line's own number: config, then AT+CNUM, else asks.
 func (ml *modemLogin) afterUnlock(ctx context.Context) (*bridgev2.LoginStep, error) {
 	if ml.modem.OwnNumber != "" {
-		num, err := ParseNumber(ml.modem.OwnNumber, ml.conn.cfg.DefaultRegion)
+		num, err := phone.Parse(ml.modem.OwnNumber, ml.conn.cfg.DefaultRegion)
 		if err == nil {
 			return ml.finish(ctx, num)
 		}
 	}
 	if raw, err := ml.line.OwnNumber(ctx); err == nil && raw != "" {
-		if num, err := ParseNumber(raw, ml.conn.cfg.DefaultRegion); err == nil {
+		if num, err := phone.Parse(raw, ml.conn.cfg.DefaultRegion); err == nil {
 			return ml.finish(ctx, num)
 		}
 	}
@@ -240,7 +241,7 @@ func (ml *modemLogin) finish(ctx context.Context, number string) (*bridgev2.Logi
 	ml.claimed = ""
 	ul, err := ml.user.NewLogin(ctx, &database.UserLogin{
 		ID:         loginID,
-		RemoteName: FormatNumber(number),
+		RemoteName: phone.Format(number),
 		Metadata:   meta,
 	}, &bridgev2.NewLoginParams{
 		DeleteOnConflict: true,
@@ -263,7 +264,7 @@ func (ml *modemLogin) finish(ctx context.Context, number string) (*bridgev2.Logi
 	return &bridgev2.LoginStep{
 		Type:         bridgev2.LoginStepTypeComplete,
 		StepID:       stepComplete,
-		Instructions: fmt.Sprintf("Logged in: SMS to %s now arrive here, each contact in its own room. Start a conversation with `start-chat <number>`.", FormatNumber(number)),
+		Instructions: fmt.Sprintf("Logged in: SMS to %s now arrive here, each contact in its own room. Start a conversation with `start-chat <number>`.", phone.Format(number)),
 		CompleteParams: &bridgev2.LoginCompleteParams{
 			UserLoginID: ul.ID,
 			UserLogin:   ul,

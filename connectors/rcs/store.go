@@ -51,6 +51,7 @@ const versionTable = "bubbled_rcs_version"
 
 var upgradeTable = dbutil.BuildUpgradeTable().
 	WithRaw(0, 1, 0, "create RCS webhook event table", dbutil.TxnModeOn, upgradeV1).
+	WithRaw(1, 2, 0, "create RCS media table", dbutil.TxnModeOn, upgradeMedia).
 	Finish()
 
 func upgradeV1(ctx context.Context, db *dbutil.Database) error {
@@ -83,9 +84,10 @@ func upgradeV1(ctx context.Context, db *dbutil.Database) error {
 	return nil
 }
 
-// Upgrade creates or updates the RCS table (bubbled_rcs_event) in db,
-// tracking its schema version in bubbled_rcs_version. Safe to call on
-// every start; it must run before a [DBEventStore] is used.
+// Upgrade creates or updates the RCS tables (bubbled_rcs_event,
+// bubbled_rcs_media) in db, tracking their schema version in
+// bubbled_rcs_version. Safe to call on every start; it must run before a
+// [DBEventStore] or a [MediaStore] is used.
 func Upgrade(ctx context.Context, db *dbutil.Database) error {
 	if err := db.Child(versionTable, upgradeTable, nil).Upgrade(ctx); err != nil {
 		return fmt.Errorf("upgrade RCS tables: %w", err)
