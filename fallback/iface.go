@@ -6,7 +6,8 @@ import (
 )
 
 // Transport sends messages by one route. The SMS line, the RCS provider and
-// the Matrix route each have one (adapters live in bridge/). Send must be
+// the Matrix route each have one (sms.Transport and rcs.Transport live with
+// their connectors; the Matrix route is bridge glue). Send must be
 // safe for concurrent use and must return errors that Classify understands:
 // wrap ErrUnreachable when the contact cannot be reached this way, mark
 // transient failures where nothing was sent as temporary, and everything
