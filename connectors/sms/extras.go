@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"regexp"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 	st := &ModemStatus{State: l.State(), RSSI: 99, LastRecovery: l.LastRecovery()}
 	st.QueueLength, _ = l.store.queueLength(ctx)
 	first := func(cmd string) (string, error) {
-		info, err := m.command(ctx, cmd, 0)
+		info, err := m.Command(ctx, cmd, 0)
 		if err != nil {
 			return "", err
 		}
@@ -93,7 +94,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 	}
 	st.IMEI = maskIMEI(st.IMEI)
 	if v, err := first("+COPS?"); err == nil {
-		if p := splitParams(strings.TrimPrefix(v, "+COPS:")); len(p) >= 3 {
+		if p := at.SplitParams(strings.TrimPrefix(v, "+COPS:")); len(p) >= 3 {
 			st.Operator = p[2]
 		}
 	}
@@ -105,7 +106,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 		st.Registration = "unknown"
 	}
 	if v, err := first("+CSQ"); err == nil {
-		if p := splitParams(strings.TrimPrefix(v, "+CSQ:")); len(p) >= 1 {
+		if p := at.SplitParams(strings.TrimPrefix(v, "+CSQ:")); len(p) >= 1 {
 			if rssi, err := strconv.Atoi(p[0]); err == nil {
 				st.RSSI = rssi
 				st.SignalDBm, st.SignalBars = signal(rssi)
@@ -113,7 +114,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 		}
 	}
 	if v, err := first("+CSCA?"); err == nil {
-		if p := splitParams(strings.TrimPrefix(v, "+CSCA:")); len(p) >= 1 {
+		if p := at.SplitParams(strings.TrimPrefix(v, "+CSCA:")); len(p) >= 1 {
 			st.SMSC = p[0]
 			if len(p) >= 2 && p[1] == "145" && !strings.HasPrefix(st.SMSC, "+") && st.SMSC != "" {
 				st.SMSC = "+" + st.SMSC
@@ -193,7 +194,7 @@ func (l *Line) USSD(ctx context.Context, code string) (string, error) {
 		l.ussd = nil
 		l.mu.Unlock()
 	}()
-	if _, err := m.command(ctx, `+CUSD=1,"`+code+`",15`, 0); err != nil {
+	if _, err := m.Command(ctx, `+CUSD=1,"`+code+`",15`, 0); err != nil {
 		return "", fmt.Errorf("send USSD %s: %w", code, err)
 	}
 	wait := l.cfg.USSDTimeout
@@ -208,7 +209,7 @@ func (l *Line) USSD(ctx context.Context, code string) (string, error) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	if _, err := m.command(context.Background(), "+CUSD=2", 0); err != nil {
+	if _, err := m.Command(context.Background(), "+CUSD=2", 0); err != nil {
 		l.log.Debug("failed to cancel USSD session", zap.Error(err))
 	}
 	if ctx.Err() != nil {
@@ -218,7 +219,7 @@ func (l *Line) USSD(ctx context.Context, code string) (string, error) {
 }
 
 // handleCUSD passes a +CUSD URC to the USSD request waiting for it.
-func (l *Line) handleCUSD(ctx context.Context, m *modem, line string) {
+func (l *Line) handleCUSD(ctx context.Context, m *at.Session, line string) {
 	r := parseCUSD(line)
 	l.mu.Lock()
 	ch := l.ussd
@@ -229,7 +230,7 @@ func (l *Line) handleCUSD(ctx context.Context, m *modem, line string) {
 	}
 	if strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(line, "+CUSD:")), "1") {
 		// The network wants an answer (a menu): close the session.
-		if _, err := m.command(ctx, "+CUSD=2", 0); err != nil {
+		if _, err := m.Command(ctx, "+CUSD=2", 0); err != nil {
 			l.log.Debug("failed to close USSD menu", zap.Error(err))
 		}
 	}
@@ -241,7 +242,7 @@ func (l *Line) handleCUSD(ctx context.Context, m *modem, line string) {
 
 // parseCUSD decodes "+CUSD: <m>[,<str>,<dcs>]".
 func parseCUSD(line string) ussdReply {
-	p := splitParams(strings.TrimPrefix(line, "+CUSD:"))
+	p := at.SplitParams(strings.TrimPrefix(line, "+CUSD:"))
 	mode, _ := strconv.Atoi(p[0])
 	switch mode {
 	case 2:
@@ -373,7 +374,7 @@ type callState struct {
 // handleRing handles RING (number "" and clip false) and +CLIP URCs: the
 // first code of a call records it (with the number once +CLIP gives it)
 // and hangs up.
-func (l *Line) handleRing(ctx context.Context, m *modem, line string) {
+func (l *Line) handleRing(ctx context.Context, m *at.Session, line string) {
 	now := l.clock.Now()
 	cs := &l.call
 	if !cs.hungUpAt.IsZero() && now.Sub(cs.hungUpAt) < callSettle {
@@ -381,7 +382,7 @@ func (l *Line) handleRing(ctx context.Context, m *modem, line string) {
 	}
 	from, isCLIP := "", strings.HasPrefix(line, "+CLIP:")
 	if isCLIP {
-		p := splitParams(strings.TrimPrefix(line, "+CLIP:"))
+		p := at.SplitParams(strings.TrimPrefix(line, "+CLIP:"))
 		from = p[0]
 		if len(p) >= 2 && p[1] == "145" && from != "" && !strings.HasPrefix(from, "+") {
 			from = "+" + from
@@ -396,8 +397,8 @@ func (l *Line) handleRing(ctx context.Context, m *modem, line string) {
 		return
 	}
 	l.log.Info("received call; hanging up", zap.String("from", maskNumber(from)))
-	if _, err := m.command(ctx, "H", 0); err != nil {
-		if _, err2 := m.command(ctx, "+CHUP", 0); err2 != nil {
+	if _, err := m.Command(ctx, "H", 0); err != nil {
+		if _, err2 := m.Command(ctx, "+CHUP", 0); err2 != nil {
 			l.log.Warn("failed to hang up call", zap.Error(errors.Join(err, err2)))
 		}
 	}

@@ -1,17 +1,13 @@
 package sms
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"go.mau.fi/util/dbutil"
 	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
 	"go.uber.org/zap"
@@ -173,113 +169,22 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// peer is a scripted fake modem on a pty: for each command line the
-// script returns the raw bytes to answer. Commands ending in an SMS body
-// (+CMGS) get a "> " prompt and the script sees "AT+CMGS=n|<body>".
-type peer struct {
-	t      testing.TB
-	master *os.File
-	tty    *os.File
-	script func(cmd string) string
-
-	mu   sync.Mutex
-	cmds []string
-	done chan struct{}
-}
+// peer is the scripted pty modem of modemsim, closed with the test.
+type peer struct{ *modemsim.Peer }
 
 func startPeer(t testing.TB, script func(cmd string) string) *peer {
 	t.Helper()
-	master, tty, err := pty.Open()
+	p, err := modemsim.StartPeer(script)
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
-	p := &peer{t: t, master: master, tty: tty, script: script, done: make(chan struct{})}
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
+	t.Cleanup(p.Close)
+	return &peer{p}
 }
 
-func (p *peer) path() string { return p.tty.Name() }
-
-func (p *peer) close() {
-	_ = p.master.Close()
-	_ = p.tty.Close()
-	<-p.done
-}
-
-// write injects raw bytes (URCs, garbage) from the modem side.
-func (p *peer) write(s string) {
-	_, _ = p.master.Write([]byte(s))
-}
-
-func (p *peer) commands() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.cmds...)
-}
-
-func (p *peer) serve() {
-	defer close(p.done)
-	buf := make([]byte, 1024)
-	var acc []byte
-	var smsCmd string
-	for {
-		n, err := p.master.Read(buf)
-		if err != nil {
-			return
-		}
-		acc = append(acc, buf[:n]...)
-		for {
-			if smsCmd != "" {
-				i := bytes.IndexAny(acc, "\x1a\x1b")
-				if i < 0 {
-					break
-				}
-				body, term := string(acc[:i]), acc[i]
-				acc = acc[i+1:]
-				cmd := smsCmd
-				smsCmd = ""
-				if term == 0x1b {
-					p.write("\r\nOK\r\n")
-					continue
-				}
-				p.record(cmd + "|" + body)
-				p.write(p.script(cmd + "|" + body))
-				continue
-			}
-			i := bytes.IndexByte(acc, '\r')
-			if i < 0 {
-				break
-			}
-			line := strings.TrimSpace(string(acc[:i]))
-			acc = acc[i+1:]
-			line = strings.TrimLeft(line, "\x1b\n ")
-			if line == "" {
-				continue
-			}
-			if strings.HasPrefix(strings.ToUpper(line), "AT+CMGS=") {
-				smsCmd = line
-				p.write("\r\n> ")
-				continue
-			}
-			p.record(line)
-			p.write(p.script(line))
-		}
-	}
-}
-
-func (p *peer) record(cmd string) {
-	p.mu.Lock()
-	p.cmds = append(p.cmds, cmd)
-	p.mu.Unlock()
-}
+func (p *peer) path() string       { return p.Path() }
+func (p *peer) write(s string)     { p.Write(s) }
+func (p *peer) commands() []string { return p.Commands() }
 
 // okScript answers OK to everything, with extra answers per command.
-func okScript(answers map[string]string) func(string) string {
-	return func(cmd string) string {
-		if a, ok := answers[cmd]; ok {
-			return a
-		}
-		return "\r\nOK\r\n"
-	}
-}
+var okScript = modemsim.OKScript

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"regexp"
 	"strings"
 	"sync"
@@ -202,22 +203,22 @@ type Line struct {
 	// kick wakes the delivery loop.
 	kick chan struct{}
 
-	mu        sync.Mutex // guards the fields below
-	m         *modem     // current modem; replaced by the run loop on reconnect
+	mu        sync.Mutex  // guards the fields below
+	m         *at.Session // current modem; replaced by the run loop on reconnect
 	state     State
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	receiving bool
 	closed    bool
-	pin       string // the PIN the SIM accepted, to re-enter after a replug
-	pinTried  bool   // cfg.PIN was tried (never auto-enter a rejected PIN twice)
-	pduMode   bool   // AT+CMGF=0 accepted on the current modem
-	ackNeeded bool   // AT+CSMS=1 accepted: +CMT/+CDS need AT+CNMA
-	mem       string // message storage in use ("" = modem default)
-	cnmi      string // accepted AT+CNMI setting
-	noCMMS    bool   // AT+CMMS=2 refused once: don't ask again
-	cmmsFor   *modem // the modem AT+CMMS=2 was last sent to
+	pin       string      // the PIN the SIM accepted, to re-enter after a replug
+	pinTried  bool        // cfg.PIN was tried (never auto-enter a rejected PIN twice)
+	pduMode   bool        // AT+CMGF=0 accepted on the current modem
+	ackNeeded bool        // AT+CSMS=1 accepted: +CMT/+CDS need AT+CNMA
+	mem       string      // message storage in use ("" = modem default)
+	cnmi      string      // accepted AT+CNMI setting
+	noCMMS    bool        // AT+CMMS=2 refused once: don't ask again
+	cmmsFor   *at.Session // the modem AT+CMMS=2 was last sent to
 
 	// stateSig is closed (and replaced) on every state change: a
 	// broadcast for goroutines waiting for the modem.
@@ -347,7 +348,7 @@ func (l *Line) broadcast() {
 }
 
 // current returns the open modem or ErrNotOpen.
-func (l *Line) current() (*modem, error) {
+func (l *Line) current() (*at.Session, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -382,7 +383,7 @@ func (l *Line) Open(ctx context.Context) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		_ = m.close()
+		_ = m.Close()
 		return ErrClosed
 	}
 	l.m = m
@@ -398,18 +399,25 @@ func (l *Line) Open(ctx context.Context) error {
 }
 
 // connect opens the port and initialises the modem.
-func (l *Line) connect(ctx context.Context) (*modem, error) {
-	port, desc, err := openPort(ctx, l.cfg.Device, l.cfg.Baud)
+func (l *Line) connect(ctx context.Context) (*at.Session, error) {
+	port, desc, err := at.OpenPort(ctx, l.cfg.Device, l.cfg.Baud)
 	if err != nil {
 		return nil, err
 	}
-	m := newModem(port, l.cfg.CommandTimeout, l.log, l.onURC)
+	m := at.New(port, at.Options{Timeout: l.cfg.CommandTimeout, Indications: indications, Notify: l.onURC, Log: l.log})
 	if err := l.initModem(ctx, m); err != nil {
-		_ = m.close()
+		_ = m.Close()
 		return nil, fmt.Errorf("initialise modem on %s: %w", desc, err)
 	}
 	l.log.Info("opened modem", zap.String("device", desc))
 	return m, nil
+}
+
+// indications are the unsolicited result codes the Line handles, with the
+// number of trailing lines (the PDU) each carries.
+var indications = map[string]int{
+	"+CMTI:": 0, "+CMT:": 1, "+CDSI:": 0, "+CDS:": 1,
+	"+CUSD:": 0, "RING": 0, "+CLIP:": 0,
 }
 
 // onURC is called by at's indication handlers, each in its own goroutine,
@@ -424,23 +432,23 @@ func (l *Line) onURC() {
 }
 
 // initModem brings a freshly opened modem to a known state.
-func (l *Line) initModem(ctx context.Context, m *modem) error {
-	m.escape()
+func (l *Line) initModem(ctx context.Context, m *at.Session) error {
+	m.Escape()
 	// ATZ reloads the stored profile (not the factory one); everything we
 	// rely on is set again below, so its errors are harmless.
-	if _, err := m.command(ctx, "Z", 0); err != nil {
+	if _, err := m.Command(ctx, "Z", 0); err != nil {
 		if errors.Is(err, ErrClosed) || errors.Is(err, ErrTimeout) || ctx.Err() != nil {
 			return err
 		}
 		l.log.Debug("ignored ATZ failure", zap.Error(err))
 	}
-	if _, err := m.command(ctx, "E0", 0); err != nil {
+	if _, err := m.Command(ctx, "E0", 0); err != nil {
 		if errors.Is(err, ErrClosed) || errors.Is(err, ErrTimeout) || ctx.Err() != nil {
 			return err
 		}
 		l.log.Warn("modem refused ATE0; continuing with echo", zap.Error(err))
 	}
-	if _, err := m.command(ctx, "+CMEE=1", 0); err != nil {
+	if _, err := m.Command(ctx, "+CMEE=1", 0); err != nil {
 		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
 			return err
 		}
@@ -482,14 +490,14 @@ func (l *Line) initModem(ctx context.Context, m *modem) error {
 }
 
 // ensurePDU selects PDU mode once per modem.
-func (l *Line) ensurePDU(ctx context.Context, m *modem) error {
+func (l *Line) ensurePDU(ctx context.Context, m *at.Session) error {
 	l.mu.Lock()
 	done := l.pduMode
 	l.mu.Unlock()
 	if done {
 		return nil
 	}
-	if _, err := m.command(ctx, "+CMGF=0", 0); err != nil {
+	if _, err := m.Command(ctx, "+CMGF=0", 0); err != nil {
 		if errors.Is(err, ErrClosed) || errors.Is(err, ErrTimeout) || ctx.Err() != nil {
 			return err
 		}
@@ -514,10 +522,10 @@ func (l *Line) PINStatus(ctx context.Context) (string, error) {
 	return l.pinStatus(ctx, m)
 }
 
-func (l *Line) pinStatus(ctx context.Context, m *modem) (string, error) {
-	info, err := m.command(ctx, "+CPIN?", 0)
+func (l *Line) pinStatus(ctx context.Context, m *at.Session) (string, error) {
+	info, err := m.Command(ctx, "+CPIN?", 0)
 	if err != nil {
-		if c := cmeCode(err); c == 10 || cmsCode(err) == 310 {
+		if c := at.CMECode(err); c == 10 || at.CMSCode(err) == 310 {
 			return "", fmt.Errorf("read SIM status: no SIM inserted: %w", err)
 		}
 		return "", fmt.Errorf("read SIM status: %w", err)
@@ -559,12 +567,12 @@ func (l *Line) EnterPIN(ctx context.Context, pin string) error {
 	return nil
 }
 
-func (l *Line) enterPIN(ctx context.Context, m *modem, pin string) error {
+func (l *Line) enterPIN(ctx context.Context, m *at.Session, pin string) error {
 	if !pinRE.MatchString(pin) {
 		return errors.New("a PIN is 4 to 8 digits")
 	}
-	if _, err := m.command(ctx, `+CPIN="`+pin+`"`, 0); err != nil {
-		if cmeCode(err) == 16 {
+	if _, err := m.Command(ctx, `+CPIN="`+pin+`"`, 0); err != nil {
+		if at.CMECode(err) == 16 {
 			return fmt.Errorf("the SIM rejected the PIN (check it; the SIM blocks after 3 wrong tries): %w", err)
 		}
 		return err
@@ -601,11 +609,11 @@ func (l *Line) OwnNumber(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	info, err := m.command(ctx, "+CNUM", 0)
+	info, err := m.Command(ctx, "+CNUM", 0)
 	if err != nil {
 		var cms *CMSError
 		var cme *CMEError
-		if errors.As(err, &cms) || errors.As(err, &cme) || errIsATError(err) {
+		if errors.As(err, &cms) || errors.As(err, &cme) || at.IsPlainError(err) {
 			l.log.Debug("modem does not know its own number", zap.Error(err))
 			return "", nil
 		}
@@ -616,7 +624,7 @@ func (l *Line) OwnNumber(ctx context.Context) (string, error) {
 		if !ok {
 			continue
 		}
-		p := splitParams(v)
+		p := at.SplitParams(v)
 		if len(p) < 2 || p[1] == "" {
 			continue
 		}
@@ -647,13 +655,13 @@ func (l *Line) Close() error {
 	}
 	var err error
 	if m != nil {
-		err = m.close()
+		err = m.Close()
 	}
 	l.wg.Wait()
 	// The run loop may have replaced the modem while we waited.
 	l.mu.Lock()
 	if l.m != nil && l.m != m {
-		_ = l.m.close()
+		_ = l.m.Close()
 	}
 	l.mu.Unlock()
 	l.setState(StateClosed, nil)

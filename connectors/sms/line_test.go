@@ -3,6 +3,7 @@ package sms
 import (
 	"context"
 	"errors"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"io"
 	"net"
 	"path/filepath"
@@ -500,7 +501,7 @@ func TestPIN(t *testing.T) {
 			t.Error("accepted a non-numeric PIN")
 		}
 		err = s.line.EnterPIN(ctx, "0000")
-		if cmeCode(err) != 16 {
+		if at.CMECode(err) != 16 {
 			t.Errorf("wrong PIN: err = %v, want CME 16", err)
 		}
 		if err := s.line.EnterPIN(ctx, "1234"); err != nil {
@@ -531,7 +532,7 @@ func TestPIN(t *testing.T) {
 		l := NewLine(Config{ID: "x", Device: sim.Path(), PIN: "1111"}, testDB(t), testLog(t), newRecorder().handle)
 		t.Cleanup(func() { _ = l.Close() })
 		err := l.Open(testCtx(t))
-		if cmeCode(err) != 16 {
+		if at.CMECode(err) != 16 {
 			t.Fatalf("Open = %v, want CME 16", err)
 		}
 		if n := countPrefix(sim.Commands(), "AT+CPIN=\""); n != 1 {
@@ -724,7 +725,7 @@ func TestTCPDevice(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		port, _, err := openPort(context.Background(), sim.Path(), DefaultBaud)
+		port, _, err := at.OpenPort(context.Background(), sim.Path(), DefaultBaud)
 		if err != nil {
 			return
 		}

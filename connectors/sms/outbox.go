@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -379,7 +380,7 @@ func (l *Line) paceCheck(ctx context.Context, now time.Time) (until time.Time, r
 }
 
 // waitReady waits until the modem is ready and in PDU mode.
-func (l *Line) waitReady(ctx context.Context) (*modem, error) {
+func (l *Line) waitReady(ctx context.Context) (*at.Session, error) {
 	for {
 		l.mu.Lock()
 		m, st, sig, pduMode, closed := l.m, l.state, l.stateSig, l.pduMode, l.closed
@@ -409,7 +410,7 @@ func (l *Line) waitReady(ctx context.Context) (*modem, error) {
 }
 
 // sendMessage sends the parts of m not sent yet and records each result.
-func (l *Line) sendMessage(ctx context.Context, mod *modem, q *outQueue, m *outMsg) {
+func (l *Line) sendMessage(ctx context.Context, mod *at.Session, q *outQueue, m *outMsg) {
 	parts, err := l.store.outParts(ctx, m.id)
 	if err != nil {
 		l.log.Error("failed to load SMS parts", zap.String("id", m.id), zap.Error(err))
@@ -442,7 +443,7 @@ func (l *Line) sendMessage(ctx context.Context, mod *modem, q *outQueue, m *outM
 				return
 			}
 		}
-		info, err := mod.smsCommand(ctx, "+CMGS="+strconv.Itoa(p.tpduLen), p.pdu, l.cfg.SendTimeout, l.cfg.LateReplyGrace)
+		info, err := mod.SMSCommand(ctx, "+CMGS="+strconv.Itoa(p.tpduLen), p.pdu, l.cfg.SendTimeout, l.cfg.LateReplyGrace)
 		if err == nil {
 			mr := parseCMGS(info)
 			done, err := l.recordSent(ctx, m, p.seq, mr)
@@ -529,7 +530,7 @@ func (l *Line) partFailed(ctx context.Context, q *outQueue, m *outMsg, p outPart
 		q.done(m)
 		l.wakeOutcomes()
 	default:
-		code := cmsCode(err)
+		code := at.CMSCode(err)
 		reason := "the modem refused it (" + err.Error() + ")"
 		if cms != nil {
 			reason = cmsReason(cms)
@@ -590,7 +591,7 @@ func (l *Line) waitNotReady(ctx context.Context, d time.Duration) {
 }
 
 // keepLinkOpenOnce sends AT+CMMS=2 once per opened modem.
-func (l *Line) keepLinkOpenOnce(ctx context.Context, m *modem) {
+func (l *Line) keepLinkOpenOnce(ctx context.Context, m *at.Session) {
 	l.mu.Lock()
 	done := l.cmmsFor == m
 	l.cmmsFor = m

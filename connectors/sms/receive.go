@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"strconv"
 	"strings"
 	"time"
@@ -73,7 +74,7 @@ func (l *Line) StartReceiving(ctx context.Context) error {
 // run is the Line's main loop: the only goroutine that reads the SIM
 // storage and handles unsolicited result codes, so receive processing is
 // strictly sequential. It also reopens the port when it is lost.
-func (l *Line) run(ctx context.Context, m *modem) {
+func (l *Line) run(ctx context.Context, m *at.Session) {
 	defer l.wg.Done()
 	stale := time.NewTicker(staleCheckInterval)
 	defer stale.Stop()
@@ -82,7 +83,7 @@ func (l *Line) run(ctx context.Context, m *modem) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-m.closed():
+		case <-m.Closed():
 			if ctx.Err() != nil {
 				return
 			}
@@ -95,7 +96,7 @@ func (l *Line) run(ctx context.Context, m *modem) {
 		case req := <-l.startReq:
 			req.reply <- l.setupReceive(req.ctx, m)
 		case <-l.urcs:
-			for lines := m.nextURC(); lines != nil; lines = m.nextURC() {
+			for lines := m.NextURC(); lines != nil; lines = m.NextURC() {
 				l.handleURC(ctx, m, lines)
 			}
 		case <-stale.C:
@@ -115,7 +116,7 @@ func (l *Line) run(ctx context.Context, m *modem) {
 
 // reconnect reopens the port with exponential backoff until it works or
 // ctx ends (nil then).
-func (l *Line) reconnect(ctx context.Context) *modem {
+func (l *Line) reconnect(ctx context.Context) *at.Session {
 	delay := l.retryBase
 	for attempt := 1; ; attempt++ {
 		select {
@@ -128,7 +129,7 @@ func (l *Line) reconnect(ctx context.Context) *modem {
 			l.mu.Lock()
 			if l.closed {
 				l.mu.Unlock()
-				_ = m.close()
+				_ = m.Close()
 				return nil
 			}
 			l.m = m
@@ -149,7 +150,7 @@ func (l *Line) reconnect(ctx context.Context) *modem {
 }
 
 // setupReceive configures reception on m and drains the storage.
-func (l *Line) setupReceive(ctx context.Context, m *modem) error {
+func (l *Line) setupReceive(ctx context.Context, m *at.Session) error {
 	if err := l.ensurePDU(ctx, m); err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func (l *Line) setupReceive(ctx context.Context, m *modem) error {
 		l.log.Warn("failed to prune old outbound SMS", zap.Error(err))
 	}
 	ack := false
-	if _, err := m.command(ctx, "+CSMS=1", 0); err == nil {
+	if _, err := m.Command(ctx, "+CSMS=1", 0); err == nil {
 		ack = true
 	} else if errors.Is(err, ErrClosed) || ctx.Err() != nil {
 		return err
@@ -178,7 +179,7 @@ func (l *Line) setupReceive(ctx context.Context, m *modem) error {
 	}
 	// Caller ID for incoming calls (RING + +CLIP), so missed calls name
 	// the caller; modems without it still report RING.
-	_, clipErr := m.command(ctx, "+CLIP=1", 0)
+	_, clipErr := m.Command(ctx, "+CLIP=1", 0)
 	l.call.clip = clipErr == nil
 	l.drain(ctx, m)
 	l.flushStale(ctx)
@@ -190,7 +191,7 @@ func (l *Line) setupReceive(ctx context.Context, m *modem) error {
 func (l *Line) retrySIMBusy(ctx context.Context, fn func() error) error {
 	for i := 0; ; i++ {
 		err := fn()
-		if err == nil || i >= 30 || (cmeCode(err) != 14 && cmsCode(err) != 314) {
+		if err == nil || i >= 30 || (at.CMECode(err) != 14 && at.CMSCode(err) != 314) {
 			return err
 		}
 		select {
@@ -207,12 +208,12 @@ var storagePreference = []string{"SM", "ME", "MT"}
 
 // chooseStorage picks the storage from AT+CPMS=? and selects it for
 // reading, writing and receiving.
-func (l *Line) chooseStorage(ctx context.Context, m *modem) error {
+func (l *Line) chooseStorage(ctx context.Context, m *at.Session) error {
 	var lists [][]string
-	if info, err := m.command(ctx, "+CPMS=?", 0); err == nil {
+	if info, err := m.Command(ctx, "+CPMS=?", 0); err == nil {
 		for _, line := range info {
 			if v, ok := strings.CutPrefix(line, "+CPMS:"); ok {
-				lists = parseLists(v)
+				lists = at.ParseLists(v)
 			}
 		}
 	} else if errors.Is(err, ErrClosed) || ctx.Err() != nil {
@@ -228,7 +229,7 @@ func (l *Line) chooseStorage(ctx context.Context, m *modem) error {
 	for _, cmd := range attempts {
 		var info []string
 		last = l.retrySIMBusy(ctx, func() (err error) {
-			info, err = m.command(ctx, cmd, 0)
+			info, err = m.Command(ctx, cmd, 0)
 			return err
 		})
 		if last == nil {
@@ -299,10 +300,10 @@ func cnmiCandidates(statusReports bool) []string {
 	return out
 }
 
-func (l *Line) chooseCNMI(ctx context.Context, m *modem) error {
+func (l *Line) chooseCNMI(ctx context.Context, m *at.Session) error {
 	var last error
 	for _, c := range cnmiCandidates(l.cfg.StatusReports) {
-		_, err := m.command(ctx, "+CNMI="+c, 0)
+		_, err := m.Command(ctx, "+CNMI="+c, 0)
 		if err == nil {
 			l.log.Info("enabled new message indications", zap.String("cnmi", c), zap.Bool("direct", strings.Split(c, ",")[1] == "2"))
 			l.mu.Lock()
@@ -320,8 +321,8 @@ func (l *Line) chooseCNMI(ctx context.Context, m *modem) error {
 }
 
 // drain processes every message in the storage (AT+CMGL=4).
-func (l *Line) drain(ctx context.Context, m *modem) {
-	info, err := m.command(ctx, "+CMGL=4", max(l.cfg.CommandTimeout, 30*time.Second))
+func (l *Line) drain(ctx context.Context, m *at.Session) {
+	info, err := m.Command(ctx, "+CMGL=4", max(l.cfg.CommandTimeout, 30*time.Second))
 	if err != nil {
 		l.log.Warn("failed to list stored SMS", zap.Error(err))
 		return
@@ -347,12 +348,12 @@ func (l *Line) flushStale(ctx context.Context) {
 }
 
 // handleURC processes one unsolicited result code with its trailing lines.
-func (l *Line) handleURC(ctx context.Context, m *modem, lines []string) {
+func (l *Line) handleURC(ctx context.Context, m *at.Session, lines []string) {
 	head := lines[0]
 	switch {
 	case strings.HasPrefix(head, "+CMTI:"), strings.HasPrefix(head, "+CDSI:"):
 		v := strings.TrimSpace(head[strings.IndexByte(head, ':')+1:])
-		p := splitParams(v)
+		p := at.SplitParams(v)
 		if len(p) < 2 {
 			l.log.Debug("ignored malformed indication", zap.String("line", head))
 			return
@@ -382,7 +383,7 @@ func (l *Line) handleURC(ctx context.Context, m *modem, lines []string) {
 // ack acknowledges a directly routed message (+CMT/+CDS) when AT+CSMS=1 is
 // on: RP-ACK after it is persisted, RP-ERROR otherwise so the network
 // retries later. Without acks the modem would stop routing messages to us.
-func (l *Line) ack(ctx context.Context, m *modem, ok bool) {
+func (l *Line) ack(ctx context.Context, m *at.Session, ok bool) {
 	l.mu.Lock()
 	need := l.ackNeeded
 	l.mu.Unlock()
@@ -393,31 +394,31 @@ func (l *Line) ack(ctx context.Context, m *modem, ok bool) {
 	if !ok {
 		cmd = "+CNMA=2"
 	}
-	if _, err := m.command(ctx, cmd, 0); err != nil {
+	if _, err := m.Command(ctx, cmd, 0); err != nil {
 		l.log.Warn("failed to acknowledge SMS", zap.String("cmd", "AT"+cmd), zap.Error(err))
 	}
 }
 
 // readStored reads, persists and deletes the message at index idx of
 // storage mem.
-func (l *Line) readStored(ctx context.Context, m *modem, mem string, idx int) {
+func (l *Line) readStored(ctx context.Context, m *at.Session, mem string, idx int) {
 	l.mu.Lock()
 	cur := l.mem
 	l.mu.Unlock()
 	if mem != "" && cur != "" && mem != cur {
-		if _, err := m.command(ctx, `+CPMS="`+mem+`"`, 0); err != nil {
+		if _, err := m.Command(ctx, `+CPMS="`+mem+`"`, 0); err != nil {
 			l.log.Warn("failed to switch storage to read a new SMS", zap.String("storage", mem), zap.Int("index", idx), zap.Error(err))
 			return
 		}
 		defer func() {
-			if _, err := m.command(ctx, `+CPMS="`+cur+`"`, 0); err != nil {
+			if _, err := m.Command(ctx, `+CPMS="`+cur+`"`, 0); err != nil {
 				l.log.Warn("failed to switch storage back", zap.String("storage", cur), zap.Error(err))
 			}
 		}()
 	}
-	info, err := m.command(ctx, "+CMGR="+strconv.Itoa(idx), 0)
+	info, err := m.Command(ctx, "+CMGR="+strconv.Itoa(idx), 0)
 	if err != nil {
-		if cmsCode(err) == 321 {
+		if at.CMSCode(err) == 321 {
 			l.log.Debug("found no SMS at index (already read)", zap.Int("index", idx))
 			return
 		}
@@ -434,7 +435,7 @@ func (l *Line) readStored(ctx context.Context, m *modem, mem string, idx int) {
 
 // processStored handles one message read from storage and deletes it once
 // it is safely persisted. Sent and unsent SUBMITs stay untouched.
-func (l *Line) processStored(ctx context.Context, m *modem, source string, idx, stat int, hexPDU string) {
+func (l *Line) processStored(ctx context.Context, m *at.Session, source string, idx, stat int, hexPDU string) {
 	if stat == 2 || stat == 3 {
 		l.log.Debug("skipped stored outgoing SMS", zap.Int("index", idx), zap.Int("stat", stat))
 		return
@@ -446,7 +447,7 @@ func (l *Line) processStored(ctx context.Context, m *modem, source string, idx, 
 	if !l.processPDU(ctx, source, idx, hexPDU) {
 		return
 	}
-	if _, err := m.command(ctx, "+CMGD="+strconv.Itoa(idx), 0); err != nil {
+	if _, err := m.Command(ctx, "+CMGD="+strconv.Itoa(idx), 0); err != nil {
 		l.log.Warn("failed to delete SMS from storage (it is saved; it will be recognised if read again)", zap.Int("index", idx), zap.Error(err))
 	}
 }
@@ -633,8 +634,8 @@ func parseCMGL(info []string) []cmglEntry {
 		if !ok {
 			continue
 		}
-		p := splitParams(v)
-		if len(p) < 2 || i+1 >= len(info) || !isHex(info[i+1]) {
+		p := at.SplitParams(v)
+		if len(p) < 2 || i+1 >= len(info) || !at.IsHex(info[i+1]) {
 			continue
 		}
 		idx, err1 := strconv.Atoi(p[0])
@@ -655,68 +656,12 @@ func parseCMGR(info []string) []cmglEntry {
 		if !ok {
 			continue
 		}
-		p := splitParams(v)
+		p := at.SplitParams(v)
 		stat, err := strconv.Atoi(p[0])
-		if err != nil || !isHex(info[i+1]) {
+		if err != nil || !at.IsHex(info[i+1]) {
 			continue
 		}
 		return []cmglEntry{{index: -1, stat: stat, pdu: strings.TrimSpace(info[i+1])}}
 	}
 	return nil
-}
-
-func isHex(s string) bool {
-	s = strings.TrimSpace(s)
-	if len(s) < 2 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-// splitParams splits an AT parameter list on commas outside quotes and
-// removes the quotes: ` "SM",3` -> ["SM" "3"].
-func splitParams(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted := false
-	for _, c := range strings.TrimSpace(s) {
-		switch {
-		case c == '"':
-			quoted = !quoted
-		case c == ',' && !quoted:
-			out = append(out, strings.TrimSpace(cur.String()))
-			cur.Reset()
-		default:
-			cur.WriteRune(c)
-		}
-	}
-	return append(out, strings.TrimSpace(cur.String()))
-}
-
-// parseLists parses `("SM","ME"),("SM"),("SM","SR")` into its lists.
-func parseLists(s string) [][]string {
-	var out [][]string
-	for {
-		i := strings.IndexByte(s, '(')
-		if i < 0 {
-			return out
-		}
-		j := strings.IndexByte(s[i:], ')')
-		if j < 0 {
-			return out
-		}
-		var list []string
-		for _, v := range splitParams(s[i+1 : i+j]) {
-			if v != "" {
-				list = append(list, v)
-			}
-		}
-		out = append(out, list)
-		s = s[i+j+1:]
-	}
 }

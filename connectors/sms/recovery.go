@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"strconv"
 	"strings"
 	"time"
@@ -98,8 +99,8 @@ func (l *Line) watchdogTimer() <-chan time.Time {
 // watchdog checks that the modem answers and still routes new messages
 // to us the way we set it; it returns the modem to use from now on (nil
 // when the Line closes).
-func (l *Line) watchdog(ctx context.Context, m *modem) *modem {
-	if _, err := m.command(ctx, "", probeTimeout); err != nil {
+func (l *Line) watchdog(ctx context.Context, m *at.Session) *at.Session {
+	if _, err := m.Command(ctx, "", at.ProbeTimeout); err != nil {
 		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
 			return m // the run loop sees the closed port next
 		}
@@ -112,14 +113,14 @@ func (l *Line) watchdog(ctx context.Context, m *modem) *modem {
 // checkCNMI re-applies our +CNMI setting when the modem dropped it (27.005:
 // a missed +CNMA makes the modem set <mt> and <ds> to 0, silently storing
 // new messages), then drains what was stored meanwhile.
-func (l *Line) checkCNMI(ctx context.Context, m *modem) {
+func (l *Line) checkCNMI(ctx context.Context, m *at.Session) {
 	l.mu.Lock()
 	want, receiving := l.cnmi, l.receiving
 	l.mu.Unlock()
 	if !receiving || want == "" {
 		return
 	}
-	info, err := m.command(ctx, "+CNMI?", 0)
+	info, err := m.Command(ctx, "+CNMI?", 0)
 	if err != nil {
 		l.log.Debug("failed to read AT+CNMI?", zap.Error(err))
 		return
@@ -134,7 +135,7 @@ func (l *Line) checkCNMI(ctx context.Context, m *modem) {
 		return
 	}
 	l.log.Warn("found SMS routing dropped by the modem; re-applying it", zap.String("cnmi", got), zap.String("want", want))
-	if _, err := m.command(ctx, "+CNMI="+want, 0); err != nil {
+	if _, err := m.Command(ctx, "+CNMI="+want, 0); err != nil {
 		l.log.Error("failed to re-apply AT+CNMI", zap.Error(err))
 		return
 	}
@@ -143,7 +144,7 @@ func (l *Line) checkCNMI(ctx context.Context, m *modem) {
 
 // sameRouting compares the <mt> and <ds> fields of two +CNMI settings.
 func sameRouting(got, want string) bool {
-	g, w := splitParams(got), splitParams(want)
+	g, w := at.SplitParams(got), at.SplitParams(want)
 	if len(g) < 4 || len(w) < 4 {
 		return got == want
 	}
@@ -153,8 +154,8 @@ func sameRouting(got, want string) bool {
 // healthy probes the modem: it answers "AT", and when net is set and the
 // SIM is ready, it is registered with a network (+CREG?/+CEREG? stat 1 or
 // 5; a modem without those commands counts as registered).
-func (l *Line) healthy(ctx context.Context, m *modem, net bool) error {
-	if _, err := m.command(ctx, "", probeTimeout); err != nil {
+func (l *Line) healthy(ctx context.Context, m *at.Session, net bool) error {
+	if _, err := m.Command(ctx, "", at.ProbeTimeout); err != nil {
 		return err
 	}
 	if !net {
@@ -171,10 +172,10 @@ func (l *Line) healthy(ctx context.Context, m *modem, net bool) error {
 }
 
 // registration reads the registration state from +CREG? then +CEREG?.
-func registration(ctx context.Context, m *modem) (int, bool) {
+func registration(ctx context.Context, m *at.Session) (int, bool) {
 	best, known := 0, false
 	for _, cmd := range []string{"+CREG?", "+CEREG?"} {
-		info, err := m.command(ctx, cmd, 0)
+		info, err := m.Command(ctx, cmd, 0)
 		if err != nil {
 			continue
 		}
@@ -183,7 +184,7 @@ func registration(ctx context.Context, m *modem) (int, bool) {
 			if i < 0 {
 				continue
 			}
-			p := splitParams(line[i+1:])
+			p := at.SplitParams(line[i+1:])
 			if len(p) < 2 {
 				continue
 			}
@@ -201,13 +202,13 @@ func registration(ctx context.Context, m *modem) (int, bool) {
 
 // recover climbs the recovery ladder and returns the modem to use from now
 // on (nil when the Line closes). It runs on the run loop.
-func (l *Line) recover(ctx context.Context, m *modem, cause error) *modem {
+func (l *Line) recover(ctx context.Context, m *at.Session, cause error) *at.Session {
 	l.log.Warn("checking the modem after a failure", zap.Error(cause))
 	step := func(s RecoveryStep, st State) {
 		l.log.Warn("recovering modem", zap.Stringer("rung", s), zap.Error(cause))
 		l.setState(st, &RecoveryError{Step: s, Cause: cause})
 	}
-	done := func(s RecoveryStep, m *modem) *modem {
+	done := func(s RecoveryStep, m *at.Session) *at.Session {
 		l.mu.Lock()
 		l.lastRecovery = s
 		l.mu.Unlock()
@@ -238,7 +239,7 @@ func (l *Line) recover(ctx context.Context, m *modem, cause error) *modem {
 		l.log.Warn("failed to recover modem by switching the radio off and on", zap.Error(err))
 
 		step(RecoveryReopen, StateRecovering)
-		_ = m.close()
+		_ = m.Close()
 		nm, err := l.connect(ctx)
 		if err == nil {
 			err = l.healthy(ctx, nm, false)
@@ -249,7 +250,7 @@ func (l *Line) recover(ctx context.Context, m *modem, cause error) *modem {
 				receiving := l.receiving
 				l.mu.Unlock()
 				if closed {
-					_ = nm.close()
+					_ = nm.Close()
 					return nil
 				}
 				if receiving {
@@ -259,14 +260,14 @@ func (l *Line) recover(ctx context.Context, m *modem, cause error) *modem {
 				}
 				return done(RecoveryReopen, nm)
 			}
-			_ = nm.close()
+			_ = nm.Close()
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		l.log.Warn("failed to recover modem by reopening its port", zap.Error(err))
 	}
-	_ = m.close()
+	_ = m.Close()
 	step(RecoveryWaitDevice, StateDisconnected)
 	nm := l.reconnect(ctx)
 	if nm != nil {
@@ -278,16 +279,16 @@ func (l *Line) recover(ctx context.Context, m *modem, cause error) *modem {
 }
 
 // cycleRadio switches the radio off and on and waits for registration.
-func (l *Line) cycleRadio(ctx context.Context, m *modem) error {
-	if _, err := m.command(ctx, "+CFUN=0", max(l.cfg.CommandTimeout, 15*time.Second)); err != nil {
+func (l *Line) cycleRadio(ctx context.Context, m *at.Session) error {
+	if _, err := m.Command(ctx, "+CFUN=0", max(l.cfg.CommandTimeout, 15*time.Second)); err != nil {
 		if errors.Is(err, ErrClosed) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnresponsive) || ctx.Err() != nil {
 			return err
 		}
-		if _, err := m.command(ctx, "+CFUN=4", max(l.cfg.CommandTimeout, 15*time.Second)); err != nil {
+		if _, err := m.Command(ctx, "+CFUN=4", max(l.cfg.CommandTimeout, 15*time.Second)); err != nil {
 			return fmt.Errorf("switch the radio off: %w", err)
 		}
 	}
-	if _, err := m.command(ctx, "+CFUN=1", max(l.cfg.CommandTimeout, 15*time.Second)); err != nil {
+	if _, err := m.Command(ctx, "+CFUN=1", max(l.cfg.CommandTimeout, 15*time.Second)); err != nil {
 		return fmt.Errorf("switch the radio on: %w", err)
 	}
 	var err error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 	"strconv"
 	"strings"
 
@@ -63,7 +64,7 @@ func (l *Line) Send(ctx context.Context, to, text string) (*SendResult, error) {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("send PDU part %d/%d: %w", i+1, len(parts), err)
 		}
-		info, err := m.smsCommand(ctx, "+CMGS="+strconv.Itoa(p.TPDULen), p.Hex, l.cfg.SendTimeout, 0)
+		info, err := m.SMSCommand(ctx, "+CMGS="+strconv.Itoa(p.TPDULen), p.Hex, l.cfg.SendTimeout, 0)
 		if err != nil {
 			l.log.Warn("failed to send SMS part", zap.String("to", maskNumber(to)), zap.Int("part", i+1), zap.Int("parts", len(parts)), zap.Error(err))
 			return res, fmt.Errorf("send PDU part %d/%d: %w", i+1, len(parts), err)
@@ -78,17 +79,17 @@ func (l *Line) Send(ctx context.Context, to, text string) (*SendResult, error) {
 // keepLinkOpen asks the modem to keep the SMS relay link open between the
 // parts of one message (AT+CMMS=2), which makes multipart sends faster.
 // Modems without it answer ERROR; we then stop asking.
-func (l *Line) keepLinkOpen(ctx context.Context, m *modem) {
+func (l *Line) keepLinkOpen(ctx context.Context, m *at.Session) {
 	l.mu.Lock()
 	skip := l.noCMMS
 	l.mu.Unlock()
 	if skip {
 		return
 	}
-	if _, err := m.command(ctx, "+CMMS=2", 0); err != nil {
+	if _, err := m.Command(ctx, "+CMMS=2", 0); err != nil {
 		var cms *CMSError
 		var cme *CMEError
-		if errIsATError(err) || errors.As(err, &cms) || errors.As(err, &cme) {
+		if at.IsPlainError(err) || errors.As(err, &cms) || errors.As(err, &cme) {
 			l.log.Debug("modem does not support AT+CMMS; sending parts without it", zap.Error(err))
 			l.mu.Lock()
 			l.noCMMS = true
@@ -101,7 +102,7 @@ func (l *Line) keepLinkOpen(ctx context.Context, m *modem) {
 func parseCMGS(info []string) int {
 	for _, line := range info {
 		if v, ok := strings.CutPrefix(line, "+CMGS:"); ok {
-			if mr, err := strconv.Atoi(splitParams(v)[0]); err == nil {
+			if mr, err := strconv.Atoi(at.SplitParams(v)[0]); err == nil {
 				return mr
 			}
 		}
