@@ -127,7 +127,7 @@ func TestUnplugMidBurst(t *testing.T) {
 	}
 	o := newOutLine(t, modemsim.Options{}, Config{Device: link}, false)
 	o.sim = sim
-	o.line.retryBase = 20 * time.Millisecond
+	o.line.retry.Initial = 20 * time.Millisecond
 	o.open(t)
 	sim.SetDelay("+CMGS", 30*time.Millisecond)
 	for i := 0; i < 8; i++ {

@@ -3,8 +3,10 @@ package sms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // testDB opens a fresh SQLite database with the SMS tables.
@@ -148,14 +151,16 @@ func openLine(t testing.TB, db *dbutil.Database, cfg Config, fail int) (*Line, *
 	rec := newRecorder()
 	rec.fail = fail
 	l := NewLine(cfg, db, testLog(t), rec.handle)
-	l.retryBase = 10 * time.Millisecond
-	l.retryMax = 50 * time.Millisecond
+	l.retry = fastRetry
 	if err := l.Open(testCtx(t)); err != nil {
 		t.Fatalf("open line: %v", err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
 	return l, rec
 }
+
+// fastRetry is the Line's retry policy in tests: 10 ms doubling to 50 ms.
+var fastRetry = fallback.RetryPolicy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2, Jitter: -1}
 
 // eventually polls cond until it holds or the test times out.
 func eventually(t testing.TB, what string, cond func() bool) {
@@ -188,3 +193,52 @@ func (p *peer) commands() []string { return p.Commands() }
 
 // okScript answers OK to everything, with extra answers per command.
 var okScript = modemsim.OKScript
+
+// lineOutcomes holds the outcome recorder send installs on each Line.
+var lineOutcomes sync.Map // *Line -> *outcomes
+
+// sendSeq numbers the messages send enqueues.
+var sendSeq atomic.Int64
+
+// outcomesOf returns the recorder of l's outcomes, installing it first.
+func outcomesOf(l *Line) *outcomes {
+	o, loaded := lineOutcomes.LoadOrStore(l, &outcomes{})
+	if !loaded {
+		l.SetOutcomeHandler(o.(*outcomes).handle)
+	}
+	return o.(*outcomes)
+}
+
+// send texts to through l's outbox, the real path (Enqueue), and waits for
+// the message's first outcome after Queued that is not Held: Sent, Failed
+// or Unknown. It returns the message ID with the outcome.
+func send(t testing.TB, ctx context.Context, l *Line, to, text string) (string, Outcome) {
+	t.Helper()
+	out := outcomesOf(l)
+	id := fmt.Sprintf("$send%d", sendSeq.Add(1))
+	if err := l.Enqueue(ctx, OutMessage{ID: id, To: to, Text: text}); err != nil {
+		t.Fatalf("enqueue %q: %v", text, err)
+	}
+	for {
+		for _, oc := range out.all() {
+			if oc.MessageID == id && (oc.Kind == OutcomeSent || oc.Kind == OutcomeFailed || oc.Kind == OutcomeUnknown) {
+				return id, oc
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no outcome for %q (have %v): %v", text, out.of(id), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// mustSend is send that expects the message sent.
+func mustSend(t testing.TB, ctx context.Context, l *Line, to, text string) Outcome {
+	t.Helper()
+	_, oc := send(t, ctx, l, to, text)
+	if oc.Kind != OutcomeSent {
+		t.Fatalf("send %q: outcome %s (%s), want sent", text, oc.Kind, oc.Reason)
+	}
+	return oc
+}

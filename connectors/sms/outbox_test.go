@@ -159,8 +159,7 @@ func newOutLine(t testing.TB, opts modemsim.Options, cfg Config, open bool) *out
 	o := &outLine{sim: sim, db: testDB(t), out: &outcomes{}, rec: newRecorder(), cfg: cfg}
 	cfg.OnOutcome = o.out.handle
 	o.line = NewLine(cfg, o.db, testLog(t), o.rec.handle)
-	o.line.retryBase = 10 * time.Millisecond
-	o.line.retryMax = 50 * time.Millisecond
+	o.line.retry = fastRetry
 	t.Cleanup(func() { _ = o.line.Close() })
 	if open {
 		o.open(t)

@@ -1,0 +1,175 @@
+package sms
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/bubbled/bubbled/connectors/sms/at"
+	"github.com/bubbled/bubbled/fallback"
+)
+
+// DefaultLineRetry is the Line's own retry policy, apart from the outbox's
+// (Config.MaxAttempts, RetryBase, RetryMax): handing the durable mailboxes
+// (inbound messages, outcomes, calls) to the bridge, reopening a lost
+// port, and, as Initial, the short pause after a database or modem
+// hiccup. Handovers retry until they succeed, so Attempts is not used.
+var DefaultLineRetry = fallback.RetryPolicy{Initial: time.Second, Max: 5 * time.Minute, Multiplier: 2, Jitter: -1}
+
+// link is what the concerns of a Line share: configuration, store, clocks,
+// logger, the current AT session and the connection state. The run loop
+// (run.go) is the only goroutine that replaces the session; the others take
+// it with current and wait for a state change on changed.
+type link struct {
+	cfg   Config
+	log   *zap.Logger
+	store *store
+	clock Clock
+	// after waits in real time: pauses on the modem's and the database's
+	// timescale. The outbox's timing and the watchdog use clock.
+	after func(time.Duration) <-chan time.Time
+	// retry is DefaultLineRetry (tests shorten it before Open).
+	retry fallback.RetryPolicy
+	// notify wakes the run loop when the session queued an indication.
+	notify func()
+
+	mu       sync.Mutex  // guards the fields below
+	m        *at.Session // current session; replaced by the run loop on reconnect
+	state    State
+	stateSig chan struct{} // closed and replaced on every state change: a broadcast
+	closed   bool
+	pin      string // the PIN the SIM accepted, to re-enter after a replug
+	pinTried bool   // cfg.PIN was tried (never auto-enter a rejected PIN twice)
+	pduMode  bool   // AT+CMGF=0 accepted on the current session
+}
+
+// current returns the open session or ErrNotOpen.
+func (k *link) current() (*at.Session, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil, ErrClosed
+	}
+	if k.m == nil {
+		return nil, ErrNotOpen
+	}
+	return k.m, nil
+}
+
+// install makes m the current session; when the Line closed meanwhile it
+// closes m instead and reports false.
+func (k *link) install(m *at.Session) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		_ = m.Close()
+		return false
+	}
+	k.m = m
+	return true
+}
+
+func (k *link) isClosed() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.closed
+}
+
+func (k *link) currentState() State {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state
+}
+
+func (k *link) setState(s State, err error) {
+	k.mu.Lock()
+	changed := k.state != s || s == StateRecovering
+	k.state = s
+	if changed {
+		close(k.stateSig)
+		k.stateSig = make(chan struct{})
+	}
+	k.mu.Unlock()
+	if changed && k.cfg.OnStateChange != nil {
+		k.cfg.OnStateChange(s, err)
+	}
+}
+
+// broadcast wakes goroutines waiting for the modem (e.g. after the PIN).
+func (k *link) broadcast() {
+	k.mu.Lock()
+	close(k.stateSig)
+	k.stateSig = make(chan struct{})
+	k.mu.Unlock()
+}
+
+// changed returns a channel closed at the next state change.
+func (k *link) changed() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.stateSig
+}
+
+// pause waits the short pause of the Line's retry policy; false when ctx
+// ended first.
+func (k *link) pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-k.after(k.retry.Initial):
+		return true
+	}
+}
+
+// keepBad stores an unusable PDU so it can be deleted from the modem; it
+// reports whether that worked.
+func (k *link) keepBad(ctx context.Context, source string, idx int, hexPDU, reason string) bool {
+	if err := k.store.saveBad(ctx, source, idx, hexPDU, reason); err != nil {
+		k.log.Error("failed to store unusable PDU; leaving it on the modem", zap.Int("index", idx), zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// pump is the one delivery loop of the durable mailboxes (inbound
+// messages, outcomes, calls): it calls fn at start and when kicked, and
+// again with the Line's retry policy while fn fails. It returns when ctx
+// ends.
+func (k *link) pump(ctx context.Context, kick <-chan struct{}, what string, fn func(context.Context) error) {
+	var retry <-chan time.Time
+	failures := 0
+	first := make(chan struct{}, 1)
+	first <- struct{}{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-first:
+		case <-kick:
+		case <-retry:
+		}
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			failures, retry = 0, nil
+			continue
+		}
+		failures++
+		delay := k.retry.Delay(failures, rand.Float64())
+		k.log.Warn("failed to hand "+what+" to the bridge; will retry", zap.Duration("retry_in", delay), zap.Error(err))
+		retry = k.after(delay)
+	}
+}
+
+// wake sends a non-blocking kick: a kick already pending covers this one.
+func wake(kick chan<- struct{}) {
+	select {
+	case kick <- struct{}{}:
+	default:
+	}
+}
