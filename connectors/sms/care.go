@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bubbled/bubbled/connectors/sms/at"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // DefaultWatchdogInterval is how often the watchdog checks the modem.
@@ -122,7 +123,7 @@ func (c *care) watchdogTimer() <-chan time.Time {
 	if c.cfg.WatchdogInterval < 0 {
 		return nil
 	}
-	return c.clock.After(c.cfg.WatchdogInterval)
+	return fallback.After(c.clock, c.cfg.WatchdogInterval)
 }
 
 // watchdog checks that the modem answers and still routes new messages

@@ -26,13 +26,10 @@ import (
 // stop; the URC handlers run on the run loop.
 type extras struct {
 	*link
-	// callKick wakes the call pump.
-	callKick chan struct{}
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// calls is the mailbox of incoming calls for the CallHandler.
+	calls *mailbox[Call]
 
-	mu        sync.Mutex // guards the fields below
-	onCall    CallHandler
+	mu        sync.Mutex     // guards the fields below
 	ussdReply chan ussdReply // the reply channel of the USSD request in flight, if any
 
 	// call is owned by the run loop.
@@ -40,26 +37,18 @@ type extras struct {
 }
 
 func newExtras(k *link) *extras {
-	return &extras{link: k, onCall: k.cfg.OnCall, callKick: make(chan struct{}, 1)}
+	x := &extras{link: k}
+	x.calls = newMailbox(k, "incoming call", k.cfg.OnCall, k.store.pendingCalls,
+		func(ctx context.Context, c Call) error { return k.store.markCallHanded(ctx, c.Seq) },
+		func(c Call) string { return "call " + c.ID })
+	return x
 }
 
 // start starts the call pump.
-func (x *extras) start(ctx context.Context) {
-	ctx, x.cancel = context.WithCancel(ctx)
-	x.wg.Add(1)
-	go func() {
-		defer x.wg.Done()
-		x.pump(ctx, x.callKick, "incoming call", x.handCalls)
-	}()
-}
+func (x *extras) start(ctx context.Context) { x.calls.start(ctx) }
 
 // stop ends the call pump and waits for it.
-func (x *extras) stop() {
-	if x.cancel != nil {
-		x.cancel()
-	}
-	x.wg.Wait()
-}
+func (x *extras) stop() { x.calls.stop() }
 
 // ModemStatus describes the modem, its SIM and its network for a status
 // command. Fields the modem did not answer stay zero.
@@ -356,38 +345,6 @@ type Call struct {
 // keeps it and retries later with backoff.
 type CallHandler func(ctx context.Context, c Call) error
 
-// setCallHandler implements Line.SetCallHandler.
-func (x *extras) setCallHandler(h CallHandler) {
-	x.mu.Lock()
-	x.onCall = h
-	x.mu.Unlock()
-	wake(x.callKick)
-}
-
-// handCalls hands recorded calls to the CallHandler in order; the call
-// pump calls it.
-func (x *extras) handCalls(ctx context.Context) error {
-	x.mu.Lock()
-	h := x.onCall
-	x.mu.Unlock()
-	if h == nil {
-		return nil
-	}
-	calls, err := x.store.pendingCalls(ctx)
-	if err != nil {
-		return err
-	}
-	for _, c := range calls {
-		if err := h(ctx, c); err != nil {
-			return fmt.Errorf("handle call %s: %w", c.ID, err)
-		}
-		if err := x.store.markCallHanded(ctx, c.Seq); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // enableCallerID asks for caller ID on incoming calls (RING + +CLIP), so
 // missed calls name the caller; modems without it still report RING. It
 // runs on the run loop at reception set-up.
@@ -440,5 +397,5 @@ func (x *extras) handleRing(ctx context.Context, m *at.Session, line string) {
 		}
 	}
 	cs.hungUpAt = x.clock.Now()
-	wake(x.callKick)
+	x.calls.wake()
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,63 +27,46 @@ const pruneAge = 30 * 24 * time.Hour
 // run loop. Status reports found among received PDUs go to the outbox.
 type inbox struct {
 	*link
-	handler Handler
+	// delivered is the mailbox of complete messages for the Handler.
+	delivered *mailbox[*Message]
 	// report takes a received status report (see outbox.handleReport).
 	report func(ctx context.Context, msg *pdu.Message, source string, idx int, hexPDU string) bool
-	// kick wakes the delivery pump.
-	kick chan struct{}
-	// cancel and wg stop the delivery pump (started by start).
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 
-	mu        sync.Mutex // guards the fields below
-	receiving bool
+	// receiving is set by StartReceiving (any goroutine).
+	receiving atomic.Bool
+
+	// Owned by the run loop, the only goroutine that sets reception up
+	// and reads storage.
 	ackNeeded bool   // AT+CSMS=1 accepted: +CMT/+CDS need AT+CNMA
 	mem       string // message storage in use ("" = modem default)
 	cnmi      string // accepted AT+CNMI setting
 }
 
 func newInbox(k *link, h Handler, report func(context.Context, *pdu.Message, string, int, string) bool) *inbox {
-	return &inbox{link: k, handler: h, report: report, kick: make(chan struct{}, 1)}
+	in := &inbox{link: k, report: report}
+	in.delivered = newMailbox(k, "SMS", h, func(ctx context.Context) ([]*Message, error) { return k.store.undelivered(ctx) },
+		func(ctx context.Context, m *Message) error { return k.store.markDelivered(ctx, m.ID) },
+		func(m *Message) string { return "SMS " + m.ID })
+	return in
 }
 
 // start starts the delivery pump; stop ends it.
-func (in *inbox) start(ctx context.Context) {
-	ctx, in.cancel = context.WithCancel(ctx)
-	in.wg.Add(1)
-	go func() {
-		defer in.wg.Done()
-		in.pump(ctx, in.kick, "SMS", in.deliverPending)
-	}()
-}
+func (in *inbox) start(ctx context.Context) { in.delivered.start(ctx) }
 
 // stop ends the delivery pump and waits for it.
-func (in *inbox) stop() {
-	if in.cancel != nil {
-		in.cancel()
-	}
-	in.wg.Wait()
-}
+func (in *inbox) stop() { in.delivered.stop() }
 
 // setReceiving sets the receiving flag and reports whether it changed.
 func (in *inbox) setReceiving(on bool) bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.receiving == on {
-		return false
-	}
-	in.receiving = on
-	return true
+	return in.receiving.CompareAndSwap(!on, on)
 }
 
 func (in *inbox) isReceiving() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.receiving
+	return in.receiving.Load()
 }
 
 // wake nudges the delivery pump.
-func (in *inbox) wake() { wake(in.kick) }
+func (in *inbox) wake() { in.delivered.wake() }
 
 // prune forgets old bookkeeping of delivered messages.
 func (in *inbox) prune(ctx context.Context) {
@@ -103,9 +86,7 @@ func (in *inbox) configure(ctx context.Context, m *at.Session) error {
 	} else {
 		in.log.Info("modem refused AT+CSMS=1; using phase 2 messaging without acknowledgements", zap.Error(err))
 	}
-	in.mu.Lock()
 	in.ackNeeded = ack
-	in.mu.Unlock()
 	if err := in.chooseStorage(ctx, m); err != nil {
 		return err
 	}
@@ -185,9 +166,7 @@ func (in *inbox) chooseStorage(ctx context.Context, m *at.Session) error {
 		})
 		if last == nil {
 			in.log.Info("selected SMS storage", zap.String("storage", mem), zap.Strings("usage", info))
-			in.mu.Lock()
 			in.mem = mem
-			in.mu.Unlock()
 			return nil
 		}
 		if errors.Is(last, ErrClosed) || ctx.Err() != nil {
@@ -195,9 +174,7 @@ func (in *inbox) chooseStorage(ctx context.Context, m *at.Session) error {
 		}
 	}
 	in.log.Warn("modem refused every AT+CPMS; using its default storage", zap.String("wanted", mem), zap.Error(last))
-	in.mu.Lock()
 	in.mem = ""
-	in.mu.Unlock()
 	return nil
 }
 
@@ -257,9 +234,7 @@ func (in *inbox) chooseCNMI(ctx context.Context, m *at.Session) error {
 		_, err := m.Command(ctx, "+CNMI="+c, 0)
 		if err == nil {
 			in.log.Info("enabled new message indications", zap.String("cnmi", c), zap.Bool("direct", strings.Split(c, ",")[1] == "2"))
-			in.mu.Lock()
 			in.cnmi = c
-			in.mu.Unlock()
 			return nil
 		}
 		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
@@ -302,9 +277,7 @@ func (in *inbox) flushStale(ctx context.Context) {
 // on: RP-ACK after it is persisted, RP-ERROR otherwise so the network
 // retries later. Without acks the modem would stop routing messages to us.
 func (in *inbox) ack(ctx context.Context, m *at.Session, ok bool) {
-	in.mu.Lock()
 	need := in.ackNeeded
-	in.mu.Unlock()
 	if !need {
 		return
 	}
@@ -320,9 +293,7 @@ func (in *inbox) ack(ctx context.Context, m *at.Session, ok bool) {
 // readStored reads, persists and deletes the message at index idx of
 // storage mem.
 func (in *inbox) readStored(ctx context.Context, m *at.Session, mem string, idx int) {
-	in.mu.Lock()
 	cur := in.mem
-	in.mu.Unlock()
 	if mem != "" && cur != "" && mem != cur {
 		if _, err := m.Command(ctx, `+CPMS="`+mem+`"`, 0); err != nil {
 			in.log.Warn("failed to switch storage to read a new SMS", zap.String("storage", mem), zap.Int("index", idx), zap.Error(err))
@@ -414,24 +385,6 @@ func (in *inbox) processPDU(ctx context.Context, source string, idx int, hexPDU 
 	return true
 }
 
-// deliverPending hands every undelivered message to the Handler in order
-// and stops at the first failure.
-func (in *inbox) deliverPending(ctx context.Context) error {
-	msgs, err := in.store.undelivered(ctx)
-	if err != nil {
-		return err
-	}
-	for _, msg := range msgs {
-		if err := in.handler(ctx, msg); err != nil {
-			return fmt.Errorf("handle SMS %s: %w", msg.ID, err)
-		}
-		if err := in.store.markDelivered(ctx, msg.ID); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // cmglEntry is one message of a +CMGL/+CMGR answer.
 type cmglEntry struct {
 	index, stat int
@@ -484,9 +437,7 @@ func parseCMGR(info []string) []cmglEntry {
 // storing new messages), then drains what was stored meanwhile. Care calls
 // it from the watchdog and after a recovery.
 func (in *inbox) checkRouting(ctx context.Context, m *at.Session) {
-	in.mu.Lock()
-	want, receiving := in.cnmi, in.receiving
-	in.mu.Unlock()
+	want, receiving := in.cnmi, in.receiving.Load()
 	if !receiving || want == "" {
 		return
 	}

@@ -18,6 +18,8 @@ import (
 
 	"go.mau.fi/util/dbutil"
 	"go.uber.org/zap"
+
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // Defaults applied by NewLine to zero Config fields.
@@ -98,9 +100,13 @@ type Config struct {
 	// USSDTimeout bounds the wait for the network's answer to USSD;
 	// default DefaultUSSDTimeout.
 	USSDTimeout time.Duration
-	// Clock is the time source of retries, pacing and the watchdog; nil
-	// means the real clock. For tests.
-	Clock Clock
+	// Clock is the time source of the outbox (retry times, pacing), the
+	// watchdog, call times and message bookkeeping; nil means
+	// fallback.SystemClock{}. Tests inject fallbacktest.Clock. Waits on the
+	// modem's own timescale (reopening the port, pauses after a hiccup,
+	// mailbox retries) always use the system clock: the modem and the
+	// database do not follow a fake one.
+	Clock fallback.Clock
 }
 
 // Message is one complete inbound SMS (all parts joined).
@@ -210,7 +216,7 @@ func NewLine(cfg Config, db *dbutil.Database, log *zap.Logger, h Handler) *Line 
 		cfg:      cfg,
 		log:      log,
 		clock:    cfg.Clock,
-		after:    time.After,
+		after:    func(d time.Duration) <-chan time.Time { return fallback.After(fallback.SystemClock{}, d) },
 		retry:    DefaultLineRetry,
 		stateSig: make(chan struct{}),
 	}
@@ -254,7 +260,7 @@ func withDefaults(cfg Config) Config {
 		cfg.WatchdogInterval = DefaultWatchdogInterval
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = fallback.SystemClock{}
 	}
 	return cfg
 }
@@ -284,10 +290,10 @@ func (l *Line) Open(ctx context.Context) error {
 	}
 	l.runMu.Lock()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.wg.Add(1)
-	go l.run(l.ctx, m)
 	l.out.start(l.ctx)
 	l.ex.start(l.ctx)
+	l.wg.Add(1)
+	go l.run(l.ctx, m)
 	l.runMu.Unlock()
 	l.setState(StateReady, nil)
 	return nil
@@ -299,7 +305,7 @@ func (l *Line) Open(ctx context.Context) error {
 // starts the inbox's delivery pump, which passes every undelivered message
 // to the Handler, oldest first. It returns once storage is drained.
 func (l *Line) StartReceiving(ctx context.Context) error {
-	if l.in.handler == nil {
+	if !l.in.delivered.hasHandler() {
 		return errors.New("start receiving SMS: no Handler given to NewLine")
 	}
 	if _, err := l.current(); err != nil {
@@ -389,11 +395,11 @@ func (l *Line) QueueLength(ctx context.Context) (int, error) { return l.store.qu
 // SetOutcomeHandler sets (or replaces) the OutcomeHandler; events recorded
 // while none was set wait in the database and are passed once one is. Safe
 // to call at any time, including before Open.
-func (l *Line) SetOutcomeHandler(h OutcomeHandler) { l.out.setHandler(h) }
+func (l *Line) SetOutcomeHandler(h OutcomeHandler) { l.out.outcomes.setHandler(h) }
 
 // SetCallHandler sets (or replaces) the CallHandler; calls recorded while
 // none was set wait in the database. Safe to call at any time.
-func (l *Line) SetCallHandler(h CallHandler) { l.ex.setCallHandler(h) }
+func (l *Line) SetCallHandler(h CallHandler) { l.ex.calls.setHandler(h) }
 
 // LastRecovery returns the rung that brought the modem back the last time
 // it needed recovering (RecoveryNone if it never did).

@@ -2,7 +2,6 @@ package sms
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -27,9 +26,11 @@ type link struct {
 	cfg   Config
 	log   *zap.Logger
 	store *store
-	clock Clock
-	// after waits in real time: pauses on the modem's and the database's
-	// timescale. The outbox's timing and the watchdog use clock.
+	// clock is Config.Clock: the outbox's timing, the watchdog, times
+	// recorded in the store.
+	clock fallback.Clock
+	// after waits on the system clock: pauses on the modem's and the
+	// database's timescale, which a fake clock does not drive.
 	after func(time.Duration) <-chan time.Time
 	// retry is DefaultLineRetry (tests shorten it before Open).
 	retry fallback.RetryPolicy
@@ -134,36 +135,44 @@ func (k *link) keepBad(ctx context.Context, source string, idx int, hexPDU, reas
 	return true
 }
 
-// pump is the one delivery loop of the durable mailboxes (inbound
-// messages, outcomes, calls): it calls fn at start and when kicked, and
-// again with the Line's retry policy while fn fails. It returns when ctx
-// ends.
-func (k *link) pump(ctx context.Context, kick <-chan struct{}, what string, fn func(context.Context) error) {
-	var retry <-chan time.Time
-	failures := 0
-	first := make(chan struct{}, 1)
-	first <- struct{}{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-first:
-		case <-kick:
-		case <-retry:
-		}
-		err := fn(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			failures, retry = 0, nil
-			continue
-		}
-		failures++
-		delay := k.retry.Delay(failures, rand.Float64())
-		k.log.Warn("failed to hand "+what+" to the bridge; will retry", zap.Duration("retry_in", delay), zap.Error(err))
-		retry = k.after(delay)
+// loop owns the goroutines of one concern and is their one stop path:
+// start runs a goroutine on the loop's context (made from the first
+// parent given), stop cancels that context and waits for all of them.
+// After stop, start runs nothing.
+type loop struct {
+	mu     sync.Mutex // guards ctx and cancel
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// start runs fn in a goroutine and reports whether it did.
+func (lp *loop) start(parent context.Context, fn func(context.Context)) bool {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if lp.ctx == nil {
+		lp.ctx, lp.cancel = context.WithCancel(parent)
 	}
+	if lp.ctx.Err() != nil {
+		return false
+	}
+	lp.wg.Add(1)
+	go func() {
+		defer lp.wg.Done()
+		fn(lp.ctx)
+	}()
+	return true
+}
+
+// stop cancels the loop's goroutines and waits for them.
+func (lp *loop) stop() {
+	lp.mu.Lock()
+	if lp.cancel == nil {
+		lp.ctx, lp.cancel = context.WithCancel(context.Background())
+	}
+	lp.cancel()
+	lp.mu.Unlock()
+	lp.wg.Wait()
 }
 
 // wake sends a non-blocking kick: a kick already pending covers this one.

@@ -38,20 +38,6 @@ const (
 // a month, so the monthly cap counts them.
 const outboxKeep = 40 * 24 * time.Hour
 
-// Clock is the time source of the outbox (retry backoff, pacing) and the
-// watchdog. Tests inject a fake; nil in Config means the real clock.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// After returns a channel that receives once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // OutMessage is an outbound SMS for Enqueue.
 type OutMessage struct {
 	// ID identifies the message for idempotency and in outcomes; use the
@@ -75,21 +61,19 @@ type outbox struct {
 	sendRetry fallback.RetryPolicy
 	// requestRecovery asks care to check the modem (never blocks).
 	requestRecovery func(error)
-	// kick wakes the sender (its only reader); outcomeKick the outcome
-	// pump.
-	kick        chan struct{}
-	outcomeKick chan struct{}
-	// ctx, cancel and wg belong to start and stop.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// kick wakes the sender (its only reader).
+	kick chan struct{}
+	// outcomes is the mailbox of outcome events for the OutcomeHandler.
+	outcomes *mailbox[Outcome]
+	// goroutines are the sender, the outcome pump and the re-match
+	// waits; stop ends them.
+	goroutines loop
 
 	mu sync.Mutex // guards the fields below
 	// enqueued are messages Enqueue stored since the sender last looked.
-	enqueued  []*outMsg
-	onOutcome OutcomeHandler
-	noCMMS    bool        // AT+CMMS=2 refused once: don't ask again
-	cmmsFor   *at.Session // the session AT+CMMS=2 was last sent to
+	enqueued []*outMsg
+	noCMMS   bool        // AT+CMMS=2 refused once: don't ask again
+	cmmsFor  *at.Session // the session AT+CMMS=2 was last sent to
 }
 
 func newOutbox(k *link, requestRecovery func(error)) *outbox {
@@ -100,37 +84,24 @@ func newOutbox(k *link, requestRecovery func(error)) *outbox {
 			Multiplier: 2, Jitter: 0.2,
 		},
 		requestRecovery: requestRecovery,
-		onOutcome:       k.cfg.OnOutcome,
 		kick:            make(chan struct{}, 1),
-		outcomeKick:     make(chan struct{}, 1),
+		outcomes: newMailbox(k, "SMS outcome", k.cfg.OnOutcome,
+			func(ctx context.Context) ([]Outcome, error) { return k.store.pendingOutcomes(ctx, 100) },
+			func(ctx context.Context, oc Outcome) error { return k.store.markOutcomeHanded(ctx, oc.Seq) },
+			func(oc Outcome) string { return fmt.Sprintf("%s outcome of %s", oc.Kind, oc.MessageID) }),
 	}
 }
 
 // start starts the sender and the outcome pump.
 func (o *outbox) start(ctx context.Context) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.ctx, o.cancel = context.WithCancel(ctx)
-	o.wg.Add(2)
-	go func() {
-		defer o.wg.Done()
-		o.sendLoop(o.ctx)
-	}()
-	go func() {
-		defer o.wg.Done()
-		o.pump(o.ctx, o.outcomeKick, "SMS outcome", o.handOutcomes)
-	}()
+	o.goroutines.start(ctx, o.sendLoop)
+	o.outcomes.start(ctx)
 }
 
 // stop ends the outbox's goroutines and waits for them.
 func (o *outbox) stop() {
-	// Cancelled under mu, so rematchLater starts no goroutine after it.
-	o.mu.Lock()
-	if o.cancel != nil {
-		o.cancel()
-	}
-	o.mu.Unlock()
-	o.wg.Wait()
+	o.goroutines.stop()
+	o.outcomes.stop()
 }
 
 // prune forgets finished messages older than outboxKeep.
@@ -222,7 +193,7 @@ func (o *outbox) sendLoop(ctx context.Context) {
 		if m == nil {
 			var timer <-chan time.Time
 			if wait > 0 {
-				timer = o.clock.After(wait)
+				timer = fallback.After(o.clock, wait)
 			}
 			select {
 			case <-ctx.Done():
@@ -246,7 +217,7 @@ func (o *outbox) sendLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-o.clock.After(until.Sub(now)):
+			case <-fallback.After(o.clock, until.Sub(now)):
 			}
 			continue
 		}

@@ -2,7 +2,6 @@ package sms
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -74,40 +73,7 @@ type Outcome struct {
 // events. ctx is cancelled when the Line closes.
 type OutcomeHandler func(ctx context.Context, o Outcome) error
 
-// setHandler implements Line.SetOutcomeHandler.
-func (o *outbox) setHandler(h OutcomeHandler) {
-	o.mu.Lock()
-	o.onOutcome = h
-	o.mu.Unlock()
-	o.wakeOutcomes()
-}
-
-func (o *outbox) wakeOutcomes() { wake(o.outcomeKick) }
-
-// handOutcomes hands the recorded outcome events to the OutcomeHandler in
-// order; the outcome pump calls it.
-func (o *outbox) handOutcomes(ctx context.Context) error {
-	o.mu.Lock()
-	h := o.onOutcome
-	o.mu.Unlock()
-	if h == nil {
-		return nil
-	}
-	for {
-		events, err := o.store.pendingOutcomes(ctx, 100)
-		if err != nil || len(events) == 0 {
-			return err
-		}
-		for _, oc := range events {
-			if err := h(ctx, oc); err != nil {
-				return fmt.Errorf("handle %s outcome of %s: %w", oc.Kind, oc.MessageID, err)
-			}
-			if err := o.store.markOutcomeHanded(ctx, oc.Seq); err != nil {
-				return err
-			}
-		}
-	}
-}
+func (o *outbox) wakeOutcomes() { o.outcomes.wake() }
 
 // cmsReasons words +CMS ERROR codes for people. They stay here, not in
 // package at, because they are what the outbox tells a user about their

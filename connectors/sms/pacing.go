@@ -34,31 +34,30 @@ func (o *outbox) holdAll(ctx context.Context, q *outQueue, reason string, until 
 // part. A zero until means it may go now; notice says whether the wait is
 // long enough to tell people (day and month caps).
 func (o *outbox) paceCheck(ctx context.Context, now time.Time) (until time.Time, reason string, notice bool, err error) {
-	loc := o.cfg.Location
-	if o.cfg.RatePerMonth > 0 {
-		ln := now.In(loc)
-		start := time.Date(ln.Year(), ln.Month(), 1, 0, 0, 0, 0, loc)
-		n, err := o.store.sentSince(ctx, start)
-		if err != nil {
-			return until, "", false, err
-		}
-		if n >= o.cfg.RatePerMonth {
-			until = start.AddDate(0, 1, 0)
-			return until, fmt.Sprintf("the line's limit of %d SMS per month is reached; it will be sent after %s",
-				o.cfg.RatePerMonth, until.Format("2 January 15:04")), true, nil
-		}
+	ln := now.In(o.cfg.Location)
+	calendar := []struct {
+		limit      int
+		start      time.Time
+		next       func(time.Time) time.Time
+		per, after string // words and the layout of the time it waits for
+	}{
+		{o.cfg.RatePerMonth, time.Date(ln.Year(), ln.Month(), 1, 0, 0, 0, 0, o.cfg.Location),
+			func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }, "month", "2 January 15:04"},
+		{o.cfg.RatePerDay, time.Date(ln.Year(), ln.Month(), ln.Day(), 0, 0, 0, 0, o.cfg.Location),
+			func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }, "day", "15:04"},
 	}
-	if o.cfg.RatePerDay > 0 {
-		ln := now.In(loc)
-		start := time.Date(ln.Year(), ln.Month(), ln.Day(), 0, 0, 0, 0, loc)
-		n, err := o.store.sentSince(ctx, start)
+	for _, c := range calendar {
+		if c.limit <= 0 {
+			continue
+		}
+		n, err := o.store.sentSince(ctx, c.start)
 		if err != nil {
 			return until, "", false, err
 		}
-		if n >= o.cfg.RatePerDay {
-			until = start.AddDate(0, 0, 1)
-			return until, fmt.Sprintf("the line's limit of %d SMS per day is reached; it will be sent after %s",
-				o.cfg.RatePerDay, until.Format("15:04")), true, nil
+		if n >= c.limit {
+			until = c.next(c.start)
+			return until, fmt.Sprintf("the line's limit of %d SMS per %s is reached; it will be sent after %s",
+				c.limit, c.per, until.Format(c.after)), true, nil
 		}
 	}
 	if o.cfg.RatePerMinute > 0 {

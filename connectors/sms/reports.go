@@ -28,7 +28,7 @@ func (o *outbox) handleReport(ctx context.Context, msg *pdu.Message, source stri
 		if !o.keepBad(ctx, source, idx, hexPDU, fmt.Sprintf("status report for MR %d matches no sent part", msg.MR)) {
 			return false
 		}
-		o.rematchLater(msg, hexPDU)
+		o.rematchLater(ctx, msg, hexPDU)
 		return true
 	}
 	if res.outcome != "" {
@@ -47,16 +47,11 @@ var rematchReportWaits = []time.Duration{200 * time.Millisecond, time.Second, 5 
 // the outbox's write of that part's MR; the report is already kept as a bad
 // PDU (so acknowledging it lost nothing) and is taken out of there once it
 // matches. The goroutine belongs to the outbox and ends with stop.
-func (o *outbox) rematchLater(msg *pdu.Message, hexPDU string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.isClosed() || o.ctx == nil || o.ctx.Err() != nil {
+func (o *outbox) rematchLater(ctx context.Context, msg *pdu.Message, hexPDU string) {
+	if o.isClosed() {
 		return
 	}
-	ctx := o.ctx
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
+	o.goroutines.start(ctx, func(ctx context.Context) {
 		for _, wait := range rematchReportWaits {
 			select {
 			case <-ctx.Done():
@@ -76,7 +71,7 @@ func (o *outbox) rematchLater(msg *pdu.Message, hexPDU string) {
 			}
 			return
 		}
-	}()
+	})
 }
 
 // reportClass classifies a TP-ST value (3GPP TS 23.040 9.2.3.15).
