@@ -168,6 +168,12 @@ func (l *Line) Open(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.runMu.Lock()
+	// Checked under runMu: a Close from now on finds cancel and waits for
+	// the run loop.
+	if l.isClosed() {
+		l.runMu.Unlock()
+		return ErrClosed
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.out.start(l.ctx)
 	l.ex.start(l.ctx)

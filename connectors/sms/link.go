@@ -107,6 +107,14 @@ func (k *link) broadcast() {
 	k.mu.Unlock()
 }
 
+// readiness returns the session, the state, the channel closed at its next
+// change, whether PDU mode is on and whether the Line closed, at once.
+func (k *link) readiness() (*at.Session, State, <-chan struct{}, bool, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.m, k.state, k.stateSig, k.pduMode, k.closed
+}
+
 // changed returns a channel closed at the next state change.
 func (k *link) changed() <-chan struct{} {
 	k.mu.Lock()

@@ -232,9 +232,7 @@ func (o *outbox) sendLoop(ctx context.Context) {
 // waitReady waits until the modem is ready and in PDU mode.
 func (o *outbox) waitReady(ctx context.Context) (*at.Session, error) {
 	for {
-		o.link.mu.Lock()
-		m, st, sig, pduMode, closed := o.m, o.state, o.stateSig, o.pduMode, o.closed
-		o.link.mu.Unlock()
+		m, st, sig, pduMode, closed := o.readiness()
 		if closed {
 			return nil, ErrClosed
 		}
