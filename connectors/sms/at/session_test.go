@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -337,5 +338,54 @@ func TestParsers(t *testing.T) {
 				t.Errorf("redactLine(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+// Upstream bug 8: at runs each indication handler in its own goroutine, so
+// handlers see URCs in no particular order. The session queues them in
+// wire order.
+func TestURCsInWireOrder(t *testing.T) {
+	p := startPeer(t, okScript(nil))
+	m, sink := openPeerModem(t, p, time.Second)
+	var burst strings.Builder
+	var want [][]string
+	for i := range 30 {
+		line := "+CMTI: \"SM\"," + strconv.Itoa(i)
+		burst.WriteString("\r\n" + line + "\r\n")
+		want = append(want, []string{line})
+	}
+	p.Write(burst.String())
+	eventually(t, "30 URCs", func() bool { return len(sink.get()) == 30 })
+	if got := sink.get(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("URCs = %q, want %q", got, want)
+	}
+	if _, err := m.Command(testCtx(t), "", 0); err != nil {
+		t.Errorf("command after the burst: %v", err)
+	}
+}
+
+// Indications registered by the caller (not only the SMS ones) are
+// separated from command replies, with as many trailing lines as asked.
+func TestIndicationTrailingLines(t *testing.T) {
+	p := startPeer(t, okScript(map[string]string{
+		"AT+CGMM": "\r\n+XTEST: head\r\nfirst\r\nsecond\r\n\r\nModemSim\r\n\r\nOK\r\n",
+	}))
+	port, _, err := OpenPort(context.Background(), p.Path(), 115200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &urcSink{}
+	m := New(port, Options{Timeout: time.Second, Indications: map[string]int{"+XTEST:": 2}, Log: testLog(t), Notify: func() { go sink.notify() }})
+	sink.mu.Lock()
+	sink.m = m
+	sink.mu.Unlock()
+	t.Cleanup(func() { _ = m.Close() })
+	info, err := m.Command(testCtx(t), "+CGMM", 0)
+	if err != nil || !slices.Equal(info, []string{"ModemSim"}) {
+		t.Fatalf("CGMM = %q, %v; want [ModemSim]", info, err)
+	}
+	eventually(t, "URC", func() bool { return len(sink.get()) == 1 })
+	if got, want := sink.get()[0], []string{"+XTEST: head", "first", "second"}; !slices.Equal(got, want) {
+		t.Errorf("URC = %q, want %q", got, want)
 	}
 }
