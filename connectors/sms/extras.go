@@ -15,7 +15,40 @@ import (
 
 	"github.com/warthog618/sms/encoding/gsm7"
 	"go.uber.org/zap"
+
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/connectors/sms/at"
 )
+
+// extras is the concern of a Line for what is not SMS: USSD, incoming
+// calls (recorded, hung up, handed over by the call pump) and the modem's
+// status. Its goroutine, the call pump, starts with start and ends with
+// stop; the URC handlers run on the run loop.
+type extras struct {
+	*link
+	// calls is the mailbox of incoming calls for the CallHandler.
+	calls *mailbox[Call]
+
+	mu        sync.Mutex     // guards the fields below
+	ussdReply chan ussdReply // the reply channel of the USSD request in flight, if any
+
+	// call is owned by the run loop.
+	call callState
+}
+
+func newExtras(k *link) *extras {
+	x := &extras{link: k}
+	x.calls = newMailbox(k, "incoming call", k.cfg.OnCall, k.store.pendingCalls,
+		func(ctx context.Context, c Call) error { return k.store.markCallHanded(ctx, c.Seq) },
+		func(c Call) string { return "call " + c.ID })
+	return x
+}
+
+// start starts the call pump.
+func (x *extras) start(ctx context.Context) { x.calls.start(ctx) }
+
+// stop ends the call pump and waits for it.
+func (x *extras) stop() { x.calls.stop() }
 
 // ModemStatus describes the modem, its SIM and its network for a status
 // command. Fields the modem did not answer stay zero.
@@ -50,19 +83,16 @@ type ModemStatus struct {
 	LastRecovery RecoveryStep
 }
 
-// Status queries the modem (AT+CPIN?, +CGMI, +CGMM, +CGMR, +CGSN, +COPS?,
-// +CREG?, +CEREG?, +CSQ, +CSCA?). Commands the modem refuses leave their
-// fields empty; an error is returned only when the modem is not open or
-// does not answer.
-func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
-	m, err := l.current()
+// status implements Line.Status.
+func (x *extras) status(ctx context.Context, last RecoveryStep) (*ModemStatus, error) {
+	m, err := x.current()
 	if err != nil {
 		return nil, err
 	}
-	st := &ModemStatus{State: l.State(), RSSI: 99, LastRecovery: l.LastRecovery()}
-	st.QueueLength, _ = l.store.queueLength(ctx)
+	st := &ModemStatus{State: x.currentState(), RSSI: 99, LastRecovery: last}
+	st.QueueLength, _ = x.store.queueLength(ctx)
 	first := func(cmd string) (string, error) {
-		info, err := m.command(ctx, cmd, 0)
+		info, err := m.Command(ctx, cmd, 0)
 		if err != nil {
 			return "", err
 		}
@@ -76,7 +106,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 	fatal := func(err error) bool {
 		return errors.Is(err, ErrClosed) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnresponsive) || ctx.Err() != nil
 	}
-	if s, err := l.pinStatus(ctx, m); err == nil {
+	if s, err := x.pinStatus(ctx, m); err == nil {
 		st.SIM = s
 	} else if fatal(err) {
 		return nil, fmt.Errorf("read modem status: %w", err)
@@ -93,7 +123,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 	}
 	st.IMEI = maskIMEI(st.IMEI)
 	if v, err := first("+COPS?"); err == nil {
-		if p := splitParams(strings.TrimPrefix(v, "+COPS:")); len(p) >= 3 {
+		if p := at.SplitParams(strings.TrimPrefix(v, "+COPS:")); len(p) >= 3 {
 			st.Operator = p[2]
 		}
 	}
@@ -105,7 +135,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 		st.Registration = "unknown"
 	}
 	if v, err := first("+CSQ"); err == nil {
-		if p := splitParams(strings.TrimPrefix(v, "+CSQ:")); len(p) >= 1 {
+		if p := at.SplitParams(strings.TrimPrefix(v, "+CSQ:")); len(p) >= 1 {
 			if rssi, err := strconv.Atoi(p[0]); err == nil {
 				st.RSSI = rssi
 				st.SignalDBm, st.SignalBars = signal(rssi)
@@ -113,7 +143,7 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 		}
 	}
 	if v, err := first("+CSCA?"); err == nil {
-		if p := splitParams(strings.TrimPrefix(v, "+CSCA:")); len(p) >= 1 {
+		if p := at.SplitParams(strings.TrimPrefix(v, "+CSCA:")); len(p) >= 1 {
 			st.SMSC = p[0]
 			if len(p) >= 2 && p[1] == "145" && !strings.HasPrefix(st.SMSC, "+") && st.SMSC != "" {
 				st.SMSC = "+" + st.SMSC
@@ -168,35 +198,30 @@ type ussdReply struct {
 // one session at a time; this keeps it simple).
 var ussdMu sync.Mutex
 
-// USSD sends a USSD code such as "*100#" (AT+CUSD=1,"<code>",15) and waits
-// up to Config.USSDTimeout (or until ctx ends) for the network's +CUSD
-// answer, decoded per its data coding scheme (GSM 7-bit, UCS-2 hex or
-// plain text). A menu that expects an answer is returned as text and its
-// session closed (AT+CUSD=2). Errors: ErrUSSDTimeout, the modem's refusal,
-// or the network ending the session.
-func (l *Line) USSD(ctx context.Context, code string) (string, error) {
+// ussd implements Line.USSD.
+func (x *extras) ussd(ctx context.Context, code string) (string, error) {
 	if !ussdRE.MatchString(code) {
 		return "", errors.New("send USSD: a code is digits, * and # (e.g. *100#)")
 	}
-	m, err := l.current()
+	m, err := x.current()
 	if err != nil {
 		return "", err
 	}
 	ussdMu.Lock()
 	defer ussdMu.Unlock()
 	ch := make(chan ussdReply, 1)
-	l.mu.Lock()
-	l.ussd = ch
-	l.mu.Unlock()
+	x.mu.Lock()
+	x.ussdReply = ch
+	x.mu.Unlock()
 	defer func() {
-		l.mu.Lock()
-		l.ussd = nil
-		l.mu.Unlock()
+		x.mu.Lock()
+		x.ussdReply = nil
+		x.mu.Unlock()
 	}()
-	if _, err := m.command(ctx, `+CUSD=1,"`+code+`",15`, 0); err != nil {
+	if _, err := m.Command(ctx, `+CUSD=1,"`+code+`",15`, 0); err != nil {
 		return "", fmt.Errorf("send USSD %s: %w", code, err)
 	}
-	wait := l.cfg.USSDTimeout
+	wait := x.cfg.USSDTimeout
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
@@ -208,8 +233,8 @@ func (l *Line) USSD(ctx context.Context, code string) (string, error) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	if _, err := m.command(context.Background(), "+CUSD=2", 0); err != nil {
-		l.log.Debug("failed to cancel USSD session", zap.Error(err))
+	if _, err := m.Command(context.Background(), "+CUSD=2", 0); err != nil {
+		x.log.Debug("failed to cancel USSD session", zap.Error(err))
 	}
 	if ctx.Err() != nil {
 		return "", ctx.Err()
@@ -218,19 +243,19 @@ func (l *Line) USSD(ctx context.Context, code string) (string, error) {
 }
 
 // handleCUSD passes a +CUSD URC to the USSD request waiting for it.
-func (l *Line) handleCUSD(ctx context.Context, m *modem, line string) {
+func (x *extras) handleCUSD(ctx context.Context, m *at.Session, line string) {
 	r := parseCUSD(line)
-	l.mu.Lock()
-	ch := l.ussd
-	l.mu.Unlock()
+	x.mu.Lock()
+	ch := x.ussdReply
+	x.mu.Unlock()
 	if ch == nil {
-		l.log.Info("ignored USSD message nobody asked for")
+		x.log.Info("ignored USSD message nobody asked for")
 		return
 	}
 	if strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(line, "+CUSD:")), "1") {
 		// The network wants an answer (a menu): close the session.
-		if _, err := m.command(ctx, "+CUSD=2", 0); err != nil {
-			l.log.Debug("failed to close USSD menu", zap.Error(err))
+		if _, err := m.Command(ctx, "+CUSD=2", 0); err != nil {
+			x.log.Debug("failed to close USSD menu", zap.Error(err))
 		}
 	}
 	select {
@@ -241,7 +266,7 @@ func (l *Line) handleCUSD(ctx context.Context, m *modem, line string) {
 
 // parseCUSD decodes "+CUSD: <m>[,<str>,<dcs>]".
 func parseCUSD(line string) ussdReply {
-	p := splitParams(strings.TrimPrefix(line, "+CUSD:"))
+	p := at.SplitParams(strings.TrimPrefix(line, "+CUSD:"))
 	mode, _ := strconv.Atoi(p[0])
 	switch mode {
 	case 2:
@@ -320,42 +345,12 @@ type Call struct {
 // keeps it and retries later with backoff.
 type CallHandler func(ctx context.Context, c Call) error
 
-// SetCallHandler sets (or replaces) the CallHandler; calls recorded while
-// none was set wait in the database. Safe to call at any time.
-func (l *Line) SetCallHandler(h CallHandler) {
-	l.mu.Lock()
-	l.onCall = h
-	l.mu.Unlock()
-	select {
-	case l.callKick <- struct{}{}:
-	default:
-	}
-}
-
-// callLoop hands recorded calls to the CallHandler.
-func (l *Line) callLoop(ctx context.Context) {
-	defer l.wg.Done()
-	l.pump(ctx, l.callKick, "incoming call", func(ctx context.Context) error {
-		l.mu.Lock()
-		h := l.onCall
-		l.mu.Unlock()
-		if h == nil {
-			return nil
-		}
-		calls, err := l.store.pendingCalls(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range calls {
-			if err := h(ctx, c); err != nil {
-				return fmt.Errorf("handle call %s: %w", c.ID, err)
-			}
-			if err := l.store.markCallHanded(ctx, c.Seq); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// enableCallerID asks for caller ID on incoming calls (RING + +CLIP), so
+// missed calls name the caller; modems without it still report RING. It
+// runs on the run loop at reception set-up.
+func (x *extras) enableCallerID(ctx context.Context, m *at.Session) {
+	_, err := m.Command(ctx, "+CLIP=1", 0)
+	x.call.clip = err == nil
 }
 
 // callSettle is how long RING/+CLIP codes are ignored after a hang-up (the
@@ -373,15 +368,15 @@ type callState struct {
 // handleRing handles RING (number "" and clip false) and +CLIP URCs: the
 // first code of a call records it (with the number once +CLIP gives it)
 // and hangs up.
-func (l *Line) handleRing(ctx context.Context, m *modem, line string) {
-	now := l.clock.Now()
-	cs := &l.call
+func (x *extras) handleRing(ctx context.Context, m *at.Session, line string) {
+	now := x.clock.Now()
+	cs := &x.call
 	if !cs.hungUpAt.IsZero() && now.Sub(cs.hungUpAt) < callSettle {
 		return
 	}
 	from, isCLIP := "", strings.HasPrefix(line, "+CLIP:")
 	if isCLIP {
-		p := splitParams(strings.TrimPrefix(line, "+CLIP:"))
+		p := at.SplitParams(strings.TrimPrefix(line, "+CLIP:"))
 		from = p[0]
 		if len(p) >= 2 && p[1] == "145" && from != "" && !strings.HasPrefix(from, "+") {
 			from = "+" + from
@@ -391,19 +386,16 @@ func (l *Line) handleRing(ctx context.Context, m *modem, line string) {
 		return
 	}
 	cs.ringing = false
-	if _, err := l.store.saveCall(ctx, from, now); err != nil {
-		l.log.Error("failed to store incoming call; not hanging up so it rings again", zap.Error(err))
+	if _, err := x.store.saveCall(ctx, from, now); err != nil {
+		x.log.Error("failed to store incoming call; not hanging up so it rings again", zap.Error(err))
 		return
 	}
-	l.log.Info("received call; hanging up", zap.String("from", maskNumber(from)))
-	if _, err := m.command(ctx, "H", 0); err != nil {
-		if _, err2 := m.command(ctx, "+CHUP", 0); err2 != nil {
-			l.log.Warn("failed to hang up call", zap.Error(errors.Join(err, err2)))
+	x.log.Info("received call; hanging up", zap.String("from", phone.Mask(from)))
+	if _, err := m.Command(ctx, "H", 0); err != nil {
+		if _, err2 := m.Command(ctx, "+CHUP", 0); err2 != nil {
+			x.log.Warn("failed to hang up call", zap.Error(errors.Join(err, err2)))
 		}
 	}
-	cs.hungUpAt = l.clock.Now()
-	select {
-	case l.callKick <- struct{}{}:
-	default:
-	}
+	cs.hungUpAt = x.clock.Now()
+	x.calls.wake()
 }

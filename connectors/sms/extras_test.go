@@ -13,6 +13,7 @@ import (
 	"github.com/warthog618/sms/encoding/gsm7"
 
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/fallback/fallbacktest"
 )
 
 // stateLog records state changes and lets a test act on a rung.
@@ -127,7 +128,7 @@ func TestUnplugMidBurst(t *testing.T) {
 	}
 	o := newOutLine(t, modemsim.Options{}, Config{Device: link}, false)
 	o.sim = sim
-	o.line.retryBase = 20 * time.Millisecond
+	o.line.retry.Initial = 20 * time.Millisecond
 	o.open(t)
 	sim.SetDelay("+CMGS", 30*time.Millisecond)
 	for i := 0; i < 8; i++ {
@@ -160,7 +161,7 @@ func TestUnplugMidBurst(t *testing.T) {
 // TestWatchdog re-applies +CNMI the modem dropped and drains what it
 // stored silently meanwhile.
 func TestWatchdog(t *testing.T) {
-	clk := newFakeClock(time.Now())
+	clk := fallbacktest.NewClock(time.Now())
 	o := newOutLine(t, modemsim.Options{}, Config{Clock: clk, WatchdogInterval: 45 * time.Second}, true)
 	want := o.sim.CNMI()
 	o.sim.DropRouting()

@@ -1,23 +1,22 @@
 package sms
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
+	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"go.mau.fi/util/dbutil"
 	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // testDB opens a fresh SQLite database with the SMS tables.
@@ -152,14 +151,16 @@ func openLine(t testing.TB, db *dbutil.Database, cfg Config, fail int) (*Line, *
 	rec := newRecorder()
 	rec.fail = fail
 	l := NewLine(cfg, db, testLog(t), rec.handle)
-	l.retryBase = 10 * time.Millisecond
-	l.retryMax = 50 * time.Millisecond
+	l.retry = fastRetry
 	if err := l.Open(testCtx(t)); err != nil {
 		t.Fatalf("open line: %v", err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
 	return l, rec
 }
+
+// fastRetry is the Line's retry policy in tests: 10 ms doubling to 50 ms.
+var fastRetry = fallback.RetryPolicy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2, Jitter: -1}
 
 // eventually polls cond until it holds or the test times out.
 func eventually(t testing.TB, what string, cond func() bool) {
@@ -173,113 +174,71 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// peer is a scripted fake modem on a pty: for each command line the
-// script returns the raw bytes to answer. Commands ending in an SMS body
-// (+CMGS) get a "> " prompt and the script sees "AT+CMGS=n|<body>".
-type peer struct {
-	t      testing.TB
-	master *os.File
-	tty    *os.File
-	script func(cmd string) string
-
-	mu   sync.Mutex
-	cmds []string
-	done chan struct{}
-}
+// peer is the scripted pty modem of modemsim, closed with the test.
+type peer struct{ *modemsim.Peer }
 
 func startPeer(t testing.TB, script func(cmd string) string) *peer {
 	t.Helper()
-	master, tty, err := pty.Open()
+	p, err := modemsim.StartPeer(script)
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
-	p := &peer{t: t, master: master, tty: tty, script: script, done: make(chan struct{})}
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
+	t.Cleanup(p.Close)
+	return &peer{p}
 }
 
-func (p *peer) path() string { return p.tty.Name() }
-
-func (p *peer) close() {
-	_ = p.master.Close()
-	_ = p.tty.Close()
-	<-p.done
-}
-
-// write injects raw bytes (URCs, garbage) from the modem side.
-func (p *peer) write(s string) {
-	_, _ = p.master.Write([]byte(s))
-}
-
-func (p *peer) commands() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.cmds...)
-}
-
-func (p *peer) serve() {
-	defer close(p.done)
-	buf := make([]byte, 1024)
-	var acc []byte
-	var smsCmd string
-	for {
-		n, err := p.master.Read(buf)
-		if err != nil {
-			return
-		}
-		acc = append(acc, buf[:n]...)
-		for {
-			if smsCmd != "" {
-				i := bytes.IndexAny(acc, "\x1a\x1b")
-				if i < 0 {
-					break
-				}
-				body, term := string(acc[:i]), acc[i]
-				acc = acc[i+1:]
-				cmd := smsCmd
-				smsCmd = ""
-				if term == 0x1b {
-					p.write("\r\nOK\r\n")
-					continue
-				}
-				p.record(cmd + "|" + body)
-				p.write(p.script(cmd + "|" + body))
-				continue
-			}
-			i := bytes.IndexByte(acc, '\r')
-			if i < 0 {
-				break
-			}
-			line := strings.TrimSpace(string(acc[:i]))
-			acc = acc[i+1:]
-			line = strings.TrimLeft(line, "\x1b\n ")
-			if line == "" {
-				continue
-			}
-			if strings.HasPrefix(strings.ToUpper(line), "AT+CMGS=") {
-				smsCmd = line
-				p.write("\r\n> ")
-				continue
-			}
-			p.record(line)
-			p.write(p.script(line))
-		}
-	}
-}
-
-func (p *peer) record(cmd string) {
-	p.mu.Lock()
-	p.cmds = append(p.cmds, cmd)
-	p.mu.Unlock()
-}
+func (p *peer) path() string       { return p.Path() }
+func (p *peer) write(s string)     { p.Write(s) }
+func (p *peer) commands() []string { return p.Commands() }
 
 // okScript answers OK to everything, with extra answers per command.
-func okScript(answers map[string]string) func(string) string {
-	return func(cmd string) string {
-		if a, ok := answers[cmd]; ok {
-			return a
-		}
-		return "\r\nOK\r\n"
+var okScript = modemsim.OKScript
+
+// lineOutcomes holds the outcome recorder send installs on each Line.
+var lineOutcomes sync.Map // *Line -> *outcomes
+
+// sendSeq numbers the messages send enqueues.
+var sendSeq atomic.Int64
+
+// outcomesOf returns the recorder of l's outcomes, installing it first.
+func outcomesOf(l *Line) *outcomes {
+	o, loaded := lineOutcomes.LoadOrStore(l, &outcomes{})
+	if !loaded {
+		l.SetOutcomeHandler(o.(*outcomes).handle)
 	}
+	return o.(*outcomes)
+}
+
+// send texts to through l's outbox, the real path (Enqueue), and waits for
+// the message's first outcome after Queued that is not Held: Sent, Failed
+// or Unknown. It returns the message ID with the outcome.
+func send(t testing.TB, ctx context.Context, l *Line, to, text string) (string, Outcome) {
+	t.Helper()
+	out := outcomesOf(l)
+	id := fmt.Sprintf("$send%d", sendSeq.Add(1))
+	if err := l.Enqueue(ctx, OutMessage{ID: id, To: to, Text: text}); err != nil {
+		t.Fatalf("enqueue %q: %v", text, err)
+	}
+	for {
+		for _, oc := range out.all() {
+			if oc.MessageID == id && (oc.Kind == OutcomeSent || oc.Kind == OutcomeFailed || oc.Kind == OutcomeUnknown) {
+				return id, oc
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no outcome for %q (have %v): %v", text, out.of(id), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// mustSend is send that expects the message sent.
+func mustSend(t testing.TB, ctx context.Context, l *Line, to, text string) Outcome {
+	t.Helper()
+	_, oc := send(t, ctx, l, to, text)
+	if oc.Kind != OutcomeSent {
+		t.Fatalf("send %q: outcome %s (%s), want sent", text, oc.Kind, oc.Reason)
+	}
+	return oc
 }

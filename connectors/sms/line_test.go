@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bubbled/bubbled/connectors/sms/at"
+
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 )
@@ -295,10 +297,7 @@ func TestStatusReports(t *testing.T) {
 			if err := s.line.StartReceiving(ctx); err != nil {
 				t.Fatal(err)
 			}
-			res, err := s.line.Send(ctx, bob, "report me")
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := mustSend(t, ctx, s.line, bob, "report me")
 			sent, err := s.sim.WaitSent(ctx, 1)
 			if err != nil || !sent[0].StatusReport {
 				t.Fatalf("sent = %+v, %v; want TP-SRR set", sent, err)
@@ -332,10 +331,7 @@ func TestSend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSimLine(t, modemsim.Options{}, Config{})
 			ctx := testCtx(t)
-			res, err := s.line.Send(ctx, tc.to, tc.text)
-			if err != nil {
-				t.Fatalf("Send: %v", err)
-			}
+			res := mustSend(t, ctx, s.line, tc.to, tc.text)
 			sent, err := s.sim.WaitSent(ctx, 1)
 			if err != nil {
 				t.Fatal(err)
@@ -368,17 +364,13 @@ func TestSendConcatRefs(t *testing.T) {
 	ctx := testCtx(t)
 	l1, _ := openLine(t, db, cfg, 0)
 	for range 2 {
-		if _, err := l1.Send(ctx, bob, longGSM); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ctx, l1, bob, longGSM)
 	}
 	if err := l1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	l2, _ := openLine(t, db, cfg, 0)
-	if _, err := l2.Send(ctx, bob, longUCS2); err != nil {
-		t.Fatal(err)
-	}
+	mustSend(t, ctx, l2, bob, longUCS2)
 	sent, err := sim.WaitSent(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -389,29 +381,33 @@ func TestSendConcatRefs(t *testing.T) {
 	}
 }
 
+// TestSendErrors runs the send errors through the outbox (the real path).
 func TestSendErrors(t *testing.T) {
 	t.Run("CMS error typed", func(t *testing.T) {
 		cases := []struct {
 			code      int
 			temporary bool
 		}{{38, true}, {42, true}, {21, false}, {96, false}}
-		s := newSimLine(t, modemsim.Options{}, Config{})
+		// One try only: a temporary refusal then fails at once too, and
+		// its reason tells the two kinds apart.
+		s := newSimLine(t, modemsim.Options{}, Config{MaxAttempts: 1})
 		ctx := testCtx(t)
 		for _, tc := range cases {
 			s.sim.FailNextCMGS(tc.code)
-			_, err := s.line.Send(ctx, bob, "fails")
-			var cms *CMSError
-			if !errors.As(err, &cms) || cms.Code != tc.code || cms.Temporary() != tc.temporary {
-				t.Errorf("code %d: err = %v (%#v), want CMSError temporary=%v", tc.code, err, cms, tc.temporary)
+			_, oc := send(t, ctx, s.line, bob, "fails")
+			cms := &CMSError{Code: oc.Code}
+			if oc.Kind != OutcomeFailed || oc.Code != tc.code || cms.Temporary() != tc.temporary {
+				t.Errorf("code %d: outcome %s code %d (%s), want failed with CMSError temporary=%v", tc.code, oc.Kind, oc.Code, oc.Reason, tc.temporary)
 			}
-			if err != nil && !strings.Contains(err.Error(), "send PDU part 1/1") {
-				t.Errorf("err = %q, want it to name the part", err)
+			if want := cmsReason(cms); !strings.HasPrefix(oc.Reason, want) {
+				t.Errorf("code %d: reason %q, want it to start with %q", tc.code, oc.Reason, want)
+			}
+			if got := strings.Contains(oc.Reason, "gave up after 1 tries"); got != tc.temporary {
+				t.Errorf("code %d: reason %q: retried as temporary = %v, want %v", tc.code, oc.Reason, got, tc.temporary)
 			}
 		}
 		// The line still works.
-		if _, err := s.line.Send(ctx, bob, "works"); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ctx, s.line, bob, "works")
 	})
 	t.Run("CMS error on second part", func(t *testing.T) {
 		n := 0 // only touched by the peer goroutine
@@ -425,19 +421,19 @@ func TestSendErrors(t *testing.T) {
 			}
 			return "\r\nOK\r\n"
 		})
-		l := NewLine(Config{ID: "x", Device: p.path(), CommandTimeout: time.Second}, testDB(t), testLog(t), nil)
+		l := NewLine(Config{ID: "x", Device: p.path(), CommandTimeout: time.Second, MaxAttempts: 1, WatchdogInterval: -1}, testDB(t), testLog(t), nil)
 		t.Cleanup(func() { _ = l.Close() })
 		ctx := testCtx(t)
 		if err := l.Open(ctx); err != nil {
 			t.Fatal(err)
 		}
-		res, err := l.Send(ctx, bob, longGSM)
-		var cms *CMSError
-		if !errors.As(err, &cms) || !cms.Temporary() || !strings.Contains(err.Error(), "send PDU part 2/3") {
-			t.Errorf("err = %v", err)
+		_, oc := send(t, ctx, l, bob, longGSM)
+		if cms := (&CMSError{Code: oc.Code}); oc.Kind != OutcomeFailed || oc.Code != 42 || !cms.Temporary() ||
+			!strings.Contains(oc.Reason, "1 of 3 parts were sent before") {
+			t.Errorf("outcome = %+v", oc)
 		}
-		if res == nil || res.Parts != 1 || !slices.Equal(res.MRs, []int{1}) {
-			t.Errorf("res = %+v, want the first part only", res)
+		if len(oc.MRs) != 3 || oc.MRs[0] != 1 || oc.MRs[1] != -1 || oc.MRs[2] != -1 {
+			t.Errorf("MRs = %v, want the first part only", oc.MRs)
 		}
 		if got := countPrefix(p.commands(), "AT+CMGS="); got != 2 {
 			t.Errorf("%d parts tried, want to stop after the failed second", got)
@@ -445,27 +441,27 @@ func TestSendErrors(t *testing.T) {
 	})
 	t.Run("too long", func(t *testing.T) {
 		s := newSimLine(t, modemsim.Options{}, Config{MaxParts: 2})
-		_, err := s.line.Send(testCtx(t), bob, longGSM)
+		err := s.line.Enqueue(testCtx(t), OutMessage{ID: "$long", To: bob, Text: longGSM})
 		if !errors.Is(err, pdu.ErrTooLong) || !strings.Contains(err.Error(), "3") {
 			t.Errorf("err = %v, want ErrTooLong saying 3 parts", err)
+		}
+		if n, _ := s.line.QueueLength(testCtx(t)); n != 0 {
+			t.Errorf("queued %d messages, want none", n)
 		}
 		if countPrefix(s.sim.Commands(), "AT+CMGS") != 0 {
 			t.Error("sent parts of a too long message")
 		}
 	})
 	t.Run("timeout is unknown, never resent", func(t *testing.T) {
-		s := newSimLine(t, modemsim.Options{}, Config{SendTimeout: 200 * time.Millisecond, CommandTimeout: time.Second})
+		// A grace too short for the late answer: the part stays unknown.
+		s := newSimLine(t, modemsim.Options{}, Config{SendTimeout: 200 * time.Millisecond, CommandTimeout: time.Second, LateReplyGrace: time.Nanosecond})
 		ctx := testCtx(t)
 		s.sim.SetDelay("+CMGS", 500*time.Millisecond)
-		_, err := s.line.Send(ctx, bob, "slow network")
-		if !errors.Is(err, ErrSendUnknown) {
-			t.Fatalf("err = %v, want ErrSendUnknown", err)
+		if _, oc := send(t, ctx, s.line, bob, "slow network"); oc.Kind != OutcomeUnknown {
+			t.Fatalf("outcome = %+v, want unknown", oc)
 		}
 		s.sim.SetDelay("+CMGS", 0)
-		res, err := s.line.Send(ctx, bob, "next one")
-		if err != nil {
-			t.Fatalf("next send: %v", err)
-		}
+		res := mustSend(t, ctx, s.line, bob, "next one")
 		sent, err := s.sim.WaitSent(ctx, 2)
 		if err != nil {
 			t.Fatal(err)
@@ -480,10 +476,20 @@ func TestSendErrors(t *testing.T) {
 	t.Run("hung modem: nothing sent", func(t *testing.T) {
 		s := newSimLine(t, modemsim.Options{}, Config{SendTimeout: 200 * time.Millisecond, CommandTimeout: 200 * time.Millisecond})
 		ctx := testCtx(t)
+		out := outcomesOf(s.line)
 		s.sim.Hang(true)
-		_, err := s.line.Send(ctx, bob, "into the void")
-		if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrSendUnknown) {
-			t.Fatalf("err = %v, want ErrTimeout (no prompt, nothing sent)", err)
+		if err := s.line.Enqueue(ctx, OutMessage{ID: "$void", To: bob, Text: "into the void"}); err != nil {
+			t.Fatal(err)
+		}
+		// No prompt: the outbox keeps the message (nothing was sent, so
+		// it is neither sent nor unknown) and asks care to recover.
+		eventually(t, "queued outcome", func() bool { return len(out.of("$void")) > 0 })
+		eventually(t, "recovery", func() bool { return s.line.State() != StateReady })
+		if got := out.of("$void"); !slices.Equal(got, []OutcomeKind{OutcomeQueued}) {
+			t.Errorf("outcomes = %v, want only queued", got)
+		}
+		if n, _ := s.line.QueueLength(ctx); n != 1 {
+			t.Errorf("queue length %d, want the message kept", n)
 		}
 	})
 }
@@ -500,7 +506,7 @@ func TestPIN(t *testing.T) {
 			t.Error("accepted a non-numeric PIN")
 		}
 		err = s.line.EnterPIN(ctx, "0000")
-		if cmeCode(err) != 16 {
+		if at.CMECode(err) != 16 {
 			t.Errorf("wrong PIN: err = %v, want CME 16", err)
 		}
 		if err := s.line.EnterPIN(ctx, "1234"); err != nil {
@@ -512,9 +518,7 @@ func TestPIN(t *testing.T) {
 		if err := s.line.StartReceiving(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.line.Send(ctx, bob, "unlocked"); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ctx, s.line, bob, "unlocked")
 	})
 	t.Run("from config", func(t *testing.T) {
 		s := newSimLine(t, modemsim.Options{PIN: "4321"}, Config{PIN: "4321"})
@@ -522,16 +526,14 @@ func TestPIN(t *testing.T) {
 		if st, err := s.line.PINStatus(ctx); err != nil || st != "READY" {
 			t.Fatalf("PINStatus = %q, %v", st, err)
 		}
-		if _, err := s.line.Send(ctx, bob, "auto"); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ctx, s.line, bob, "auto")
 	})
 	t.Run("wrong PIN in config is tried once", func(t *testing.T) {
 		sim := startSim(t, modemsim.Options{PIN: "4321"})
 		l := NewLine(Config{ID: "x", Device: sim.Path(), PIN: "1111"}, testDB(t), testLog(t), newRecorder().handle)
 		t.Cleanup(func() { _ = l.Close() })
 		err := l.Open(testCtx(t))
-		if cmeCode(err) != 16 {
+		if at.CMECode(err) != 16 {
 			t.Fatalf("Open = %v, want CME 16", err)
 		}
 		if n := countPrefix(sim.Commands(), "AT+CPIN=\""); n != 1 {
@@ -640,8 +642,14 @@ func TestReconnect(t *testing.T) {
 	waitState(StateReady)
 	sim.Unplug()
 	waitState(StateDisconnected)
-	if _, err := line.Send(ctx, bob, "while unplugged"); !errors.Is(err, ErrClosed) {
-		t.Errorf("Send while unplugged = %v, want ErrClosed", err)
+	// The outbox takes a message while the port is gone and sends it
+	// after the replug.
+	out := outcomesOf(line)
+	if err := line.Enqueue(ctx, OutMessage{ID: "$unplugged", To: bob, Text: "while unplugged"}); err != nil {
+		t.Errorf("Enqueue while unplugged = %v, want it queued", err)
+	}
+	if got := out.of("$unplugged"); slices.Contains(got, OutcomeSent) {
+		t.Errorf("sent while unplugged: %v", got)
 	}
 	if err := sim.StoreOnly(alice, "arrived while unplugged"); err != nil {
 		t.Fatal(err)
@@ -659,9 +667,8 @@ func TestReconnect(t *testing.T) {
 	if m := rec.wait(t, ctx); m.Text != "after replug" {
 		t.Errorf("text = %q", m.Text)
 	}
-	if _, err := line.Send(ctx, bob, "after replug"); err != nil {
-		t.Errorf("Send after replug: %v", err)
-	}
+	out.wait(t, "$unplugged", OutcomeSent)
+	mustSend(t, ctx, line, bob, "after replug")
 	if err := line.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -677,10 +684,7 @@ func BenchmarkSend(b *testing.B) {
 	b.ResetTimer()
 	parts := 0
 	for b.Loop() {
-		res, err := line.Send(ctx, bob, longGSM)
-		if err != nil {
-			b.Fatal(err)
-		}
+		res := mustSend(b, ctx, line, bob, longGSM)
 		parts += res.Parts
 	}
 	b.ReportMetric(float64(parts)/b.Elapsed().Seconds(), "parts/s")
@@ -724,7 +728,7 @@ func TestTCPDevice(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		port, _, err := openPort(context.Background(), sim.Path(), DefaultBaud)
+		port, _, err := at.OpenPort(context.Background(), sim.Path(), DefaultBaud)
 		if err != nil {
 			return
 		}
@@ -737,9 +741,7 @@ func TestTCPDevice(t *testing.T) {
 	if n, err := line.OwnNumber(ctx); err != nil || n != alice {
 		t.Errorf("OwnNumber = %q, %v", n, err)
 	}
-	if _, err := line.Send(ctx, bob, "over tcp"); err != nil {
-		t.Fatal(err)
-	}
+	mustSend(t, ctx, line, bob, "over tcp")
 	if sent, err := sim.WaitSent(ctx, 1); err != nil || sent[0].Text != "over tcp" {
 		t.Errorf("sent = %+v, %v", sent, err)
 	}

@@ -415,6 +415,34 @@ type reportResult struct {
 	outcome OutcomeKind // "" when the message's outcome did not change
 }
 
+// reportedPart is the sent part a status report is about.
+type reportedPart struct {
+	msgID, to, state string
+	seq, parts       int
+}
+
+// reportedPart finds the most recent sent part with the report's MR and
+// recipient that has no final status yet (MRs wrap at 256).
+func (s *store) reportedPart(ctx context.Context, r *pdu.Message) (reportedPart, bool, error) {
+	rows, err := s.db.Query(ctx, `SELECT p.msg_id, p.seq, o.recipient, o.state, o.parts FROM bubbled_sms_outbox_part p
+		JOIN bubbled_sms_outbox o ON o.line_id=p.line_id AND o.id=p.msg_id
+		WHERE p.line_id=$1 AND p.mr=$2 AND p.state=$3 ORDER BY p.sent_at DESC, o.seq DESC`, s.line, r.MR, partSent)
+	if err != nil {
+		return reportedPart{}, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p reportedPart
+		if err := rows.Scan(&p.msgID, &p.seq, &p.to, &p.state, &p.parts); err != nil {
+			return reportedPart{}, false, err
+		}
+		if sameNumber(p.to, r.Address) {
+			return p, true, nil
+		}
+	}
+	return reportedPart{}, false, rows.Err()
+}
+
 // statusReport applies an SMS-STATUS-REPORT to the most recent part sent
 // with this MR to this recipient that has no final status yet (MRs wrap at
 // 256). A final status of the part may complete the message: Delivered
@@ -423,34 +451,11 @@ func (s *store) statusReport(ctx context.Context, r *pdu.Message) (reportResult,
 	var res reportResult
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		res = reportResult{}
-		rows, err := s.db.Query(ctx, `SELECT p.msg_id, p.seq, o.recipient, o.state, o.parts FROM bubbled_sms_outbox_part p
-			JOIN bubbled_sms_outbox o ON o.line_id=p.line_id AND o.id=p.msg_id
-			WHERE p.line_id=$1 AND p.mr=$2 AND p.state=$3 ORDER BY p.sent_at DESC, o.seq DESC`, s.line, r.MR, partSent)
-		if err != nil {
+		p, found, err := s.reportedPart(ctx, r)
+		if err != nil || !found {
 			return err
 		}
-		var msgID, to, state string
-		var seq, parts int
-		found := false
-		for rows.Next() {
-			var mid, rcpt, st string
-			var sq, np int
-			if err := rows.Scan(&mid, &sq, &rcpt, &st, &np); err != nil {
-				rows.Close()
-				return err
-			}
-			if sameNumber(rcpt, r.Address) {
-				msgID, seq, to, state, parts, found = mid, sq, rcpt, st, np, true
-				break
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if !found {
-			return nil
-		}
+		msgID, seq, to, state, parts := p.msgID, p.seq, p.to, p.state, p.parts
 		res.matched, res.msgID = true, msgID
 		class := reportClass(r.Status)
 		now := s.now().UnixMilli()

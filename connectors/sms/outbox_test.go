@@ -12,55 +12,8 @@ import (
 	"go.mau.fi/util/dbutil"
 
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/fallback/fallbacktest"
 )
-
-// fakeClock is a Clock that moves only when the test advances it.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock(now time.Time) *fakeClock { return &fakeClock{now: now} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-// Advance moves the clock and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-			continue
-		}
-		kept = append(kept, w)
-	}
-	c.waiters = kept
-}
 
 // outcomes is a fake OutcomeHandler recording what it is given.
 type outcomes struct {
@@ -159,8 +112,7 @@ func newOutLine(t testing.TB, opts modemsim.Options, cfg Config, open bool) *out
 	o := &outLine{sim: sim, db: testDB(t), out: &outcomes{}, rec: newRecorder(), cfg: cfg}
 	cfg.OnOutcome = o.out.handle
 	o.line = NewLine(cfg, o.db, testLog(t), o.rec.handle)
-	o.line.retryBase = 10 * time.Millisecond
-	o.line.retryMax = 50 * time.Millisecond
+	o.line.retry = fastRetry
 	t.Cleanup(func() { _ = o.line.Close() })
 	if open {
 		o.open(t)
@@ -279,7 +231,7 @@ func TestOutboxErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(time.Now())
+			clk := fallbacktest.NewClock(time.Now())
 			o := newOutLine(t, modemsim.Options{}, Config{Clock: clk, MaxAttempts: 3, RetryBase: time.Minute}, true)
 			for _, c := range tc.fail {
 				o.sim.FailNextCMGS(c)
@@ -417,7 +369,7 @@ func TestPacing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(start)
+			clk := fallbacktest.NewClock(start)
 			cfg := tc.cfg
 			cfg.Clock, cfg.Location = clk, loc
 			o := newOutLine(t, modemsim.Options{}, cfg, false)

@@ -2,10 +2,7 @@ package sms
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // OutcomeKind says what happened to an outbound message.
@@ -76,129 +73,12 @@ type Outcome struct {
 // events. ctx is cancelled when the Line closes.
 type OutcomeHandler func(ctx context.Context, o Outcome) error
 
-// SetOutcomeHandler sets (or replaces) the OutcomeHandler; events recorded
-// while none was set wait in the database and are passed once one is. Safe
-// to call at any time, including before Open.
-func (l *Line) SetOutcomeHandler(h OutcomeHandler) {
-	l.mu.Lock()
-	l.onOutcome = h
-	l.mu.Unlock()
-	l.wakeOutcomes()
-}
+func (o *outbox) wakeOutcomes() { o.outcomes.wake() }
 
-func (l *Line) wakeOutcomes() {
-	select {
-	case l.outcomeKick <- struct{}{}:
-	default:
-	}
-}
-
-// outcomeLoop hands outcome events to the OutcomeHandler in order.
-func (l *Line) outcomeLoop(ctx context.Context) {
-	defer l.wg.Done()
-	l.pump(ctx, l.outcomeKick, "SMS outcome", func(ctx context.Context) error {
-		l.mu.Lock()
-		h := l.onOutcome
-		l.mu.Unlock()
-		if h == nil {
-			return nil
-		}
-		for {
-			events, err := l.store.pendingOutcomes(ctx, 100)
-			if err != nil || len(events) == 0 {
-				return err
-			}
-			for _, o := range events {
-				if err := h(ctx, o); err != nil {
-					return fmt.Errorf("handle %s outcome of %s: %w", o.Kind, o.MessageID, err)
-				}
-				if err := l.store.markOutcomeHanded(ctx, o.Seq); err != nil {
-					return err
-				}
-			}
-		}
-	})
-}
-
-// pump calls fn when kicked, and again with exponential backoff while it
-// fails. It returns when ctx ends.
-func (l *Line) pump(ctx context.Context, kick <-chan struct{}, what string, fn func(context.Context) error) {
-	var retry <-chan time.Time
-	failures := 0
-	first := make(chan struct{}, 1)
-	first <- struct{}{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-first:
-		case <-kick:
-		case <-retry:
-		}
-		err := fn(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			failures, retry = 0, nil
-			continue
-		}
-		delay := min(l.retryBase<<min(failures, 20), l.retryMax)
-		failures++
-		l.log.Warn("failed to hand "+what+" to the bridge; will retry", zap.Duration("retry_in", delay), zap.Error(err))
-		retry = l.after(delay)
-	}
-}
-
-// reportClass classifies a TP-ST value (3GPP TS 23.040 9.2.3.15).
-type reportKind int
-
-const (
-	reportDelivered reportKind = iota
-	reportPending
-	reportFailed
-)
-
-func reportClass(st byte) reportKind {
-	switch {
-	case st < 0x20:
-		return reportDelivered // 0x00-0x02 completed; 0x03-0x1F reserved/SC-specific "completed"
-	case st < 0x40:
-		return reportPending // temporary error, SC still trying
-	default:
-		return reportFailed // permanent error, or temporary and SC gave up
-	}
-}
-
-// statusReasons words the TP-ST failure values.
-var statusReasons = map[byte]string{
-	0x40: "the network could not deliver it (remote procedure error)",
-	0x41: "the recipient's phone cannot receive this kind of message",
-	0x42: "the recipient's phone refused the message",
-	0x43: "the number cannot be reached",
-	0x44: "the network could not deliver it with the requested quality of service",
-	0x45: "the network has no route to the recipient",
-	0x46: "it expired before the recipient's phone could be reached (switched off or out of coverage for too long)",
-	0x47: "the message was deleted before delivery",
-	0x48: "the message centre deleted the message",
-	0x49: "the message centre no longer has the message",
-	0x60: "the network was congested and gave up",
-	0x61: "the recipient's phone was busy and the network gave up",
-	0x62: "the recipient's phone did not answer and the network gave up",
-	0x63: "the recipient's service refused it and the network gave up",
-	0x64: "the network could not deliver it with the requested quality of service and gave up",
-	0x65: "the recipient's phone reported an error and the network gave up",
-}
-
-// statusReason words a failure status of a status report.
-func statusReason(st byte) string {
-	if r, ok := statusReasons[st]; ok {
-		return "not delivered: " + r
-	}
-	return fmt.Sprintf("not delivered: the network gave up (status 0x%02X)", st)
-}
-
-// cmsReasons words +CMS ERROR codes for people.
+// cmsReasons words +CMS ERROR codes for people. They stay here, not in
+// package at, because they are what the outbox tells a user about their
+// message (policy and wording), while at.CMSError names the codes for
+// operators (protocol).
 var cmsReasons = map[int]string{
 	1:   "the network says the number does not exist",
 	8:   "the operator barred this message",

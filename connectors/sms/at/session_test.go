@@ -1,21 +1,69 @@
-package sms
+package at
 
 import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/warthog618/modem/at"
+	wat "github.com/warthog618/modem/at"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
-// urcSink collects the indications the modem wrapper queues, as the
-// Line's run loop does.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testLog(t testing.TB) *zap.Logger {
+	if testing.Verbose() {
+		return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
+	}
+	return zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+}
+
+// eventually polls cond until it holds or the test times out.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func startPeer(t testing.TB, script func(cmd string) string) *modemsim.Peer {
+	t.Helper()
+	p, err := modemsim.StartPeer(script)
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+var okScript = modemsim.OKScript
+
+// smsIndications are the indications the SMS line registers.
+var smsIndications = map[string]int{
+	"+CMTI:": 0, "+CMT:": 1, "+CDSI:": 0, "+CDS:": 1,
+	"+CUSD:": 0, "RING": 0, "+CLIP:": 0,
+}
+
+// urcSink collects the indications the session queues, as the SMS
+// line's run loop does.
 type urcSink struct {
-	m *modem
+	m *Session
 
 	mu   sync.Mutex
 	urcs [][]string
@@ -24,7 +72,7 @@ type urcSink struct {
 func (s *urcSink) notify() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for u := s.m.nextURC(); u != nil; u = s.m.nextURC() {
+	for u := s.m.NextURC(); u != nil; u = s.m.NextURC() {
 		s.urcs = append(s.urcs, u)
 	}
 }
@@ -35,18 +83,18 @@ func (s *urcSink) get() [][]string {
 	return append([][]string(nil), s.urcs...)
 }
 
-func openPeerModem(t *testing.T, p *peer, timeout time.Duration) (*modem, *urcSink) {
+func openPeerModem(t *testing.T, p *modemsim.Peer, timeout time.Duration) (*Session, *urcSink) {
 	t.Helper()
-	port, _, err := openPort(context.Background(), p.path(), DefaultBaud)
+	port, _, err := OpenPort(context.Background(), p.Path(), 115200)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sink := &urcSink{}
-	m := newModem(port, timeout, testLog(t), func() { go sink.notify() })
+	m := New(port, Options{Timeout: timeout, Indications: smsIndications, Log: testLog(t), Notify: func() { go sink.notify() }})
 	sink.mu.Lock()
 	sink.m = m
 	sink.mu.Unlock()
-	t.Cleanup(func() { _ = m.close() })
+	t.Cleanup(func() { _ = m.Close() })
 	return m, sink
 }
 
@@ -93,7 +141,7 @@ func TestCommandDropsURCsFromInfo(t *testing.T) {
 			if tc.upstream {
 				info, err = m.at.Command("+CPMS?")
 			} else {
-				info, err = m.command(testCtx(t), "+CPMS?", 0)
+				info, err = m.Command(testCtx(t), "+CPMS?", 0)
 			}
 			if err != nil {
 				t.Fatalf("command: %v", err)
@@ -162,16 +210,16 @@ func TestLateReplyNotCreditedToNextCommand(t *testing.T) {
 			if tc.upstream {
 				_, err = m.at.Command("+SLOW")
 			} else {
-				_, err = m.command(ctx, "+SLOW", 0)
+				_, err = m.Command(ctx, "+SLOW", 0)
 			}
-			if !errors.Is(err, ErrTimeout) && !errors.Is(err, at.ErrDeadlineExceeded) {
+			if !errors.Is(err, ErrTimeout) && !errors.Is(err, wat.ErrDeadlineExceeded) {
 				t.Fatalf("slow command: err = %v, want a timeout", err)
 			}
 			var info []string
 			if tc.upstream {
 				info, err = m.at.Command("+NEXT")
 			} else {
-				info, err = m.command(ctx, "+NEXT", 0)
+				info, err = m.Command(ctx, "+NEXT", 0)
 			}
 			if err != nil {
 				t.Fatalf("next command: %v", err)
@@ -180,7 +228,7 @@ func TestLateReplyNotCreditedToNextCommand(t *testing.T) {
 				t.Errorf("next info = %q, want %q", info, tc.wantNext)
 			}
 			eventually(t, "commands "+strings.Join(tc.wantCmds, " "), func() bool {
-				return slices.Equal(p.commands(), tc.wantCmds)
+				return slices.Equal(p.Commands(), tc.wantCmds)
 			})
 		})
 	}
@@ -195,13 +243,13 @@ func TestUnresponsiveModem(t *testing.T) {
 	})
 	m, _ := openPeerModem(t, p, 100*time.Millisecond)
 	ctx := testCtx(t)
-	if _, err := m.command(ctx, "+CSQ", 0); !errors.Is(err, ErrTimeout) {
+	if _, err := m.Command(ctx, "+CSQ", 0); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("first: err = %v, want ErrTimeout", err)
 	}
-	if _, err := m.command(ctx, "+OK", 0); !errors.Is(err, ErrUnresponsive) {
+	if _, err := m.Command(ctx, "+OK", 0); !errors.Is(err, ErrUnresponsive) {
 		t.Fatalf("second: err = %v, want ErrUnresponsive", err)
 	}
-	if got := p.commands(); slices.Contains(got, "AT+OK") {
+	if got := p.Commands(); slices.Contains(got, "AT+OK") {
 		t.Errorf("a command was sent to an unresponsive modem: %q", got)
 	}
 }
@@ -215,21 +263,21 @@ func TestGarbageFromModem(t *testing.T) {
 	}))
 	m, sink := openPeerModem(t, p, time.Second)
 	ctx := testCtx(t)
-	p.write("\r\nrandom noise\r\n" + long + "\r\n\x00\x00\r\n+CMTI: garbage\r\n")
-	info, err := m.command(ctx, "+CGMI", 0)
+	p.Write("\r\nrandom noise\r\n" + long + "\r\n\x00\x00\r\n+CMTI: garbage\r\n")
+	info, err := m.Command(ctx, "+CGMI", 0)
 	if err != nil {
 		t.Fatalf("CGMI: %v", err)
 	}
 	if !slices.Contains(info, "Bubbled") {
 		t.Errorf("CGMI info = %q, want it to contain Bubbled", info)
 	}
-	p.write(long + long)
-	info, err = m.command(ctx, "+CGMM", 0)
+	p.Write(long + long)
+	info, err = m.Command(ctx, "+CGMM", 0)
 	if err != nil || !slices.Equal(info, []string{"ModemSim"}) {
 		t.Fatalf("CGMM = %q, %v; want [ModemSim]", info, err)
 	}
 	select {
-	case <-m.closed():
+	case <-m.Closed():
 		t.Fatal("garbage closed the AT engine")
 	default:
 	}
@@ -245,20 +293,20 @@ func TestConvertATError(t *testing.T) {
 		temporary bool
 		is        error
 	}{
-		{name: "CMS numeric temporary", in: at.CMSError("38"), wantCMS: 38, wantCME: -1, temporary: true},
-		{name: "CMS numeric permanent", in: at.CMSError("21"), wantCMS: 21, wantCME: -1},
-		{name: "CMS verbose", in: at.CMSError("unknown error"), wantCMS: -1, wantCME: -1},
-		{name: "CME numeric", in: at.CMEError("16"), wantCMS: -1, wantCME: 16},
-		{name: "closed", in: at.ErrClosed, wantCMS: -1, wantCME: -1, is: ErrClosed},
-		{name: "deadline", in: at.ErrDeadlineExceeded, wantCMS: -1, wantCME: -1, is: ErrTimeout},
+		{name: "CMS numeric temporary", in: wat.CMSError("38"), wantCMS: 38, wantCME: -1, temporary: true},
+		{name: "CMS numeric permanent", in: wat.CMSError("21"), wantCMS: 21, wantCME: -1},
+		{name: "CMS verbose", in: wat.CMSError("unknown error"), wantCMS: -1, wantCME: -1},
+		{name: "CME numeric", in: wat.CMEError("16"), wantCMS: -1, wantCME: 16},
+		{name: "closed", in: wat.ErrClosed, wantCMS: -1, wantCME: -1, is: ErrClosed},
+		{name: "deadline", in: wat.ErrDeadlineExceeded, wantCMS: -1, wantCME: -1, is: ErrTimeout},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := convertATError(tc.in)
-			if got := cmsCode(err); got != tc.wantCMS {
+			err := convertError(tc.in)
+			if got := CMSCode(err); got != tc.wantCMS {
 				t.Errorf("CMS code = %d, want %d", got, tc.wantCMS)
 			}
-			if got := cmeCode(err); got != tc.wantCME {
+			if got := CMECode(err); got != tc.wantCME {
 				t.Errorf("CME code = %d, want %d", got, tc.wantCME)
 			}
 			var cms *CMSError
@@ -273,43 +321,12 @@ func TestConvertATError(t *testing.T) {
 }
 
 func TestParsers(t *testing.T) {
-	t.Run("CMGL", func(t *testing.T) {
-		info := []string{
-			`+CMGL: 1,0,,24`, "0791AABB",
-			"garbage",
-			`+CMGL: 2,3,"name",30`, "0011FF",
-			`+CMGL: 3,1,,5`, // PDU line missing
-			`+CMGL: 4,1,,5`, "07AB",
-		}
-		got := parseCMGL(info)
-		want := []cmglEntry{{1, 0, "0791AABB"}, {2, 3, "0011FF"}, {4, 1, "07AB"}}
-		if !slices.Equal(got, want) {
-			t.Errorf("parseCMGL = %v, want %v", got, want)
-		}
-	})
 	t.Run("lists", func(t *testing.T) {
-		got := parseLists(`("SM","ME","SR"),("SM","ME"),("ME")`)
+		got := ParseLists(`("SM","ME","SR"),("SM","ME"),("ME")`)
 		if len(got) != 3 || !slices.Equal(got[0], []string{"SM", "ME", "SR"}) || !slices.Equal(got[2], []string{"ME"}) {
 			t.Errorf("parseLists = %q", got)
 		}
 	})
-	storage := []struct {
-		name  string
-		lists [][]string
-		want  string
-	}{
-		{"none", nil, "SM"},
-		{"SM preferred", [][]string{{"ME", "SM"}, {"ME", "SM"}, {"ME", "SM"}}, "SM"},
-		{"ME when SM cannot receive", [][]string{{"SM", "ME"}, {"SM", "ME"}, {"ME"}}, "ME"},
-		{"odd names", [][]string{{"XX", "YY"}, {"YY"}, {"YY"}}, "YY"},
-	}
-	for _, tc := range storage {
-		t.Run("storage "+tc.name, func(t *testing.T) {
-			if got := pickStorage(tc.lists); got != tc.want {
-				t.Errorf("pickStorage = %q, want %q", got, tc.want)
-			}
-		})
-	}
 	redact := []struct{ in, want string }{
 		{`AT+CPIN="1234"`, "AT+CPIN=<redacted>"},
 		{`at+cpin="12345678","1234"`, "at+CPIN=<redacted>"},
@@ -317,21 +334,58 @@ func TestParsers(t *testing.T) {
 	}
 	for _, tc := range redact {
 		t.Run("redact "+tc.in, func(t *testing.T) {
-			if got := redactLine(tc.in); got != tc.want {
+			if got := Redact(tc.in); got != tc.want {
 				t.Errorf("redactLine(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
 	}
-	masks := []struct{ in, want string }{
-		{"+15551234567", "+*********67"},
-		{"Bank", "Bank"},
-		{"123", "123"},
+}
+
+// Upstream bug 8: at runs each indication handler in its own goroutine, so
+// handlers see URCs in no particular order. The session queues them in
+// wire order.
+func TestURCsInWireOrder(t *testing.T) {
+	p := startPeer(t, okScript(nil))
+	m, sink := openPeerModem(t, p, time.Second)
+	var burst strings.Builder
+	var want [][]string
+	for i := range 30 {
+		line := "+CMTI: \"SM\"," + strconv.Itoa(i)
+		burst.WriteString("\r\n" + line + "\r\n")
+		want = append(want, []string{line})
 	}
-	for _, tc := range masks {
-		t.Run("mask "+tc.in, func(t *testing.T) {
-			if got := maskNumber(tc.in); got != tc.want {
-				t.Errorf("maskNumber(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-		})
+	p.Write(burst.String())
+	eventually(t, "30 URCs", func() bool { return len(sink.get()) == 30 })
+	if got := sink.get(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("URCs = %q, want %q", got, want)
+	}
+	if _, err := m.Command(testCtx(t), "", 0); err != nil {
+		t.Errorf("command after the burst: %v", err)
+	}
+}
+
+// Indications registered by the caller (not only the SMS ones) are
+// separated from command replies, with as many trailing lines as asked.
+func TestIndicationTrailingLines(t *testing.T) {
+	p := startPeer(t, okScript(map[string]string{
+		"AT+CGMM": "\r\n+XTEST: head\r\nfirst\r\nsecond\r\n\r\nModemSim\r\n\r\nOK\r\n",
+	}))
+	port, _, err := OpenPort(context.Background(), p.Path(), 115200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &urcSink{}
+	m := New(port, Options{Timeout: time.Second, Indications: map[string]int{"+XTEST:": 2}, Log: testLog(t), Notify: func() { go sink.notify() }})
+	sink.mu.Lock()
+	sink.m = m
+	sink.mu.Unlock()
+	t.Cleanup(func() { _ = m.Close() })
+	info, err := m.Command(testCtx(t), "+CGMM", 0)
+	if err != nil || !slices.Equal(info, []string{"ModemSim"}) {
+		t.Fatalf("CGMM = %q, %v; want [ModemSim]", info, err)
+	}
+	eventually(t, "URC", func() bool { return len(sink.get()) == 1 })
+	if got, want := sink.get()[0], []string{"+XTEST: head", "first", "second"}; !slices.Equal(got, want) {
+		t.Errorf("URC = %q, want %q", got, want)
 	}
 }

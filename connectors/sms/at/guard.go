@@ -1,8 +1,9 @@
-package sms
+package at
 
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,7 +15,7 @@ import (
 // 64 KiB and make the whole AT engine report the port as closed.
 const maxLine = 4096
 
-// guard sits between the port and at.AT. It fixes upstream bug 4 (after a
+// guard sits between the port and warthog618's at.AT. It fixes upstream bug 4 (after a
 // command timeout the late reply is consumed by the next command) from our
 // side: the command wrapper tells it which command was abandoned, and the
 // guard then drops every non-URC line up to and including the next final
@@ -22,11 +23,11 @@ const maxLine = 4096
 // Unsolicited result codes (+CMTI, +CMT with its PDU line, +CDS, RING, ...)
 // always pass.
 //
-// The guard also queues the indications at reports (+CMTI, +CMT + PDU,
-// +CDSI, +CDS + PDU) in the order they were read: at runs each indication
-// handler in its own goroutine (upstream bug 8), so the handlers only say
-// "something arrived" and the Line's run loop pops the lines from here, in
-// wire order.
+// The guard also queues the indications the caller registered (+CMTI,
+// +CMT + PDU, +CDSI, +CDS + PDU, ...) in the order they were read: at runs
+// each indication handler in its own goroutine (upstream bug 8), so the
+// handlers only say "something arrived" and the caller pops the lines from
+// here, in wire order.
 //
 // Write is called by at's command goroutine; Read by at's line reader
 // goroutine; the other methods by the command wrapper. mu guards the shared
@@ -34,6 +35,10 @@ const maxLine = 4096
 type guard struct {
 	port io.ReadWriter
 	log  *zap.Logger
+	// inds maps the registered indication prefixes to their trailing line
+	// count; prefixes lists them longest first, so the most specific wins.
+	inds     map[string]int
+	prefixes []string
 
 	mu sync.Mutex
 	// written counts command lines ("AT...") written to the modem.
@@ -64,15 +69,20 @@ type guard struct {
 	rbuf    []byte
 	buf     []byte
 	out     []byte
-	trailer bool   // the next line is the PDU of a +CMT/+CDS and must pass
-	head    string // the +CMT/+CDS line waiting for its PDU line
-	skip    bool   // dropping the rest of an overlong line
+	trailer int      // lines still to take as the trailer of head (the PDU of +CMT/+CDS)
+	head    []string // an indication waiting for its trailing lines
+	skip    bool     // dropping the rest of an overlong line
 }
 
-func newGuard(port io.ReadWriter, log *zap.Logger) *guard {
+func newGuard(port io.ReadWriter, log *zap.Logger, inds map[string]int) *guard {
 	d := make(chan struct{})
 	close(d)
-	return &guard{port: port, log: log, drained: d, rbuf: make([]byte, 1024)}
+	g := &guard{port: port, log: log, inds: inds, drained: d, rbuf: make([]byte, 1024)}
+	for p := range inds {
+		g.prefixes = append(g.prefixes, p)
+	}
+	slices.SortFunc(g.prefixes, func(a, b string) int { return len(b) - len(a) })
+	return g
 }
 
 // Write implements io.Writer, counting command lines and SMS bodies.
@@ -150,21 +160,26 @@ func (g *guard) process() {
 
 // keep classifies one line and reports whether at should see it.
 func (g *guard) keep(line string) bool {
-	if g.trailer {
-		// Like at's indication loop, take the very next line.
-		g.trailer = false
-		g.queueURC(g.head, line)
+	if g.trailer > 0 {
+		// Like at's indication loop, take the very next lines.
+		g.trailer--
+		g.head = append(g.head, line)
+		if g.trailer == 0 {
+			g.queueURC(g.head...)
+			g.head = nil
+		}
 		return true
 	}
 	if line == "" {
 		return true
 	}
-	if urc := urcPrefix(line); urc != "" {
-		switch urc {
-		case "+CMT:", "+CDS:":
-			g.trailer, g.head = true, line
-		case "+CMTI:", "+CDSI:", "+CUSD:", "RING", "+CLIP:":
-			g.queueURC(line)
+	if urc := g.urcPrefix(line); urc != "" {
+		if n, ok := g.inds[urc]; ok {
+			if n > 0 {
+				g.trailer, g.head = n, []string{line}
+			} else {
+				g.queueURC(line)
+			}
 		}
 		return true
 	}
@@ -184,7 +199,7 @@ func (g *guard) keep(line string) bool {
 		}
 		return true
 	}
-	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", redactLine(line)))
+	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", Redact(line)))
 	if final {
 		g.pending--
 		if len(g.abandoned) > 0 {
@@ -335,8 +350,14 @@ var urcPrefixes = []string{
 	"+QIND:", "SMS Ready", "Call Ready", "+PBREADY",
 }
 
-// urcPrefix returns the URC prefix line starts with, or "".
-func urcPrefix(line string) string {
+// urcPrefix returns the URC prefix line starts with, or "": a registered
+// indication first, then the codes every modem may send unasked.
+func (g *guard) urcPrefix(line string) string {
+	for _, p := range g.prefixes {
+		if strings.HasPrefix(line, p) {
+			return p
+		}
+	}
 	for _, p := range urcPrefixes {
 		if strings.HasPrefix(line, p) {
 			return p
@@ -351,8 +372,8 @@ func isFinal(line string) bool {
 		strings.HasPrefix(line, "+CMS ERROR:") || strings.HasPrefix(line, "+CME ERROR:")
 }
 
-// redactLine hides a PIN or PUK in an echoed or logged command line.
-func redactLine(line string) string {
+// Redact hides a PIN or PUK in an echoed or logged command line.
+func Redact(line string) string {
 	u := strings.ToUpper(line)
 	if i := strings.Index(u, "+CPIN="); i >= 0 {
 		return line[:i] + "+CPIN=<redacted>"

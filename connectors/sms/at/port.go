@@ -1,4 +1,4 @@
-package sms
+package at
 
 import (
 	"context"
@@ -11,14 +11,15 @@ import (
 	"go.bug.st/serial"
 )
 
-// tcpScheme prefixes a Device that is a TCP serial server (ser2net, socat).
-const tcpScheme = "tcp://"
+// TCPScheme prefixes a device that is a TCP serial server (ser2net, socat).
+const TCPScheme = "tcp://"
 
-// openPort opens cfg.Device: a serial device path (opened 8N1 at cfg.Baud)
-// or tcp://host:port. It also returns a description for logs: by-id
-// symlinks are resolved so operators see both names.
-func openPort(ctx context.Context, device string, baud int) (io.ReadWriteCloser, string, error) {
-	if addr, ok := strings.CutPrefix(device, tcpScheme); ok {
+// OpenPort opens device: a serial device path (opened 8N1 at baud) or
+// tcp://host:port. It also returns a description for logs: by-id symlinks
+// are resolved so operators see both names, while the link itself is what
+// is opened, so a replug that renames ttyUSBn is followed.
+func OpenPort(ctx context.Context, device string, baud int) (io.ReadWriteCloser, string, error) {
+	if addr, ok := strings.CutPrefix(device, TCPScheme); ok {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
