@@ -1,7 +1,6 @@
 // Package fallbacktest has fakes for testing code built on package fallback
 // without a homeserver, an RCS provider or a modem: a Clock advanced by
-// hand, a scriptable Transport (also the in-repo RCS fake until a real RCS
-// provider exists), a Directory, a recording Notifier and Sleeper, and a
+// hand, a scriptable Transport, a Directory, a recording Notifier and Sleeper, and a
 // conformance suite for Transport implementations.
 package fallbacktest
 
