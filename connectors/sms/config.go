@@ -53,11 +53,12 @@ type Config struct {
 	OnStateChange func(State, error)
 
 	// OnOutcome receives the outcomes of enqueued messages (see
-	// OutcomeHandler); it may also be set later with SetOutcomeHandler.
+	// OutcomeHandler); nil keeps them in the database for a later Line
+	// that has one.
 	OnOutcome OutcomeHandler
 	// OnCall receives incoming calls (see CallHandler); nil keeps them in
-	// the database until one is set with SetCallHandler. Calls are hung up
-	// either way.
+	// the database for a later Line that has one. Calls are hung up either
+	// way.
 	OnCall CallHandler
 	// MaxAttempts bounds the tries of a message refused with temporary
 	// +CMS errors; default DefaultMaxAttempts.

@@ -236,7 +236,7 @@ func TestMissedCall(t *testing.T) {
 	var mu sync.Mutex
 	var calls []Call
 	fail := 1
-	o.line.SetCallHandler(func(_ context.Context, c Call) error {
+	o.line.ex.calls.setHandler(func(_ context.Context, c Call) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail > 0 {

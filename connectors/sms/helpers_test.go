@@ -204,7 +204,7 @@ var sendSeq atomic.Int64
 func outcomesOf(l *Line) *outcomes {
 	o, loaded := lineOutcomes.LoadOrStore(l, &outcomes{})
 	if !loaded {
-		l.SetOutcomeHandler(o.(*outcomes).handle)
+		l.out.outcomes.setHandler(o.(*outcomes).handle)
 	}
 	return o.(*outcomes)
 }

@@ -277,15 +277,6 @@ func (l *Line) Enqueue(ctx context.Context, msg OutMessage) error { return l.out
 // QueueLength returns the number of messages in the outbox not sent yet.
 func (l *Line) QueueLength(ctx context.Context) (int, error) { return l.store.queueLength(ctx) }
 
-// SetOutcomeHandler sets (or replaces) the OutcomeHandler; events recorded
-// while none was set wait in the database and are passed once one is. Safe
-// to call at any time, including before Open.
-func (l *Line) SetOutcomeHandler(h OutcomeHandler) { l.out.outcomes.setHandler(h) }
-
-// SetCallHandler sets (or replaces) the CallHandler; calls recorded while
-// none was set wait in the database. Safe to call at any time.
-func (l *Line) SetCallHandler(h CallHandler) { l.ex.calls.setHandler(h) }
-
 // LastRecovery returns the rung that brought the modem back the last time
 // it needed recovering (RecoveryNone if it never did).
 func (l *Line) LastRecovery() RecoveryStep { return l.care.last() }
