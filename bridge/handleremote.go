@@ -182,6 +182,10 @@ func (cl *Client) handleCall(ctx context.Context, c sms.Call) error {
 	return nil
 }
 
+// rcsReceiptWait is how long after its time a receipt for a message not
+// saved yet is handed over again before it is dropped as unknown.
+const rcsReceiptWait = time.Minute
+
 // handleRCSEvent takes one stored webhook event (the webhook worker calls it
 // in order of arrival until it returns nil).
 func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
@@ -212,7 +216,11 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 		if err != nil {
 			return fmt.Errorf("find the message of an RCS receipt: %w", err)
 		}
-		if msg == nil {
+		if msg == nil && time.Since(meta.Time).Abs() < rcsReceiptWait {
+			// A fast receipt can overtake bridgev2 saving the message it is
+			// about: the webhook worker hands it over again shortly.
+			return errors.New("the message of an RCS receipt is not saved yet")
+		} else if msg == nil {
 			c.log.Warn("ignored an RCS receipt for an unknown message")
 			return nil
 		}
