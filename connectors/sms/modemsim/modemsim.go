@@ -146,10 +146,15 @@ type Sim struct {
 	// mu guards everything below. The engine goroutine holds it while it
 	// executes a command; it never holds it while writing to the pty or
 	// sleeping.
-	mu        sync.Mutex
-	closed    bool
-	master    *os.File // nil while unplugged
-	slave     *os.File // held open so the host can close/reopen the port
+	mu     sync.Mutex
+	closed bool
+	master *os.File // nil while unplugged
+	slave  *os.File // held open so the host can close/reopen the port
+	// retired are the slaves of unplugged ptys, held until Close: while a
+	// slave is open the kernel keeps its /dev/pts number, so a host still
+	// retrying the old path finds nothing there instead of a pty another
+	// simulator (or test process) was given since.
+	retired   []*os.File
 	path      string
 	gen       int // pty generation, bumped by Replug
 	unplugged bool
@@ -484,8 +489,8 @@ func (s *Sim) unplugLocked() {
 	if s.master == nil {
 		return
 	}
-	s.master.Close()
-	s.slave.Close()
+	s.master.Close() // the host's port hangs up and /dev/pts/N disappears
+	s.retired = append(s.retired, s.slave)
 	s.master = nil
 	s.slave = nil
 	s.unplugged = true
@@ -525,6 +530,10 @@ func (s *Sim) Close() error {
 		s.slave.Close()
 		s.master, s.slave = nil, nil
 	}
+	for _, f := range s.retired {
+		f.Close()
+	}
+	s.retired = nil
 	for _, l := range s.links {
 		if t, err := os.Readlink(l); err == nil && strings.HasPrefix(t, "/dev/") {
 			_ = os.Remove(l)

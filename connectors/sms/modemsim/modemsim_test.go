@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -794,5 +795,34 @@ func TestSplitCommands(t *testing.T) {
 				t.Fatalf("splitCommands(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+// TestUnpluggedPathStaysGone: while a simulator lives, the /dev/pts path of
+// a pty it unplugged is never handed to another pty. A host that keeps
+// retrying the old path (a line waiting for its device, in this process or
+// in a bubbled under test beside it) must find nothing there, not another
+// simulator's modem, whose bytes it would then steal.
+func TestUnpluggedPathStaysGone(t *testing.T) {
+	sim := startSim(t, Options{})
+	old := sim.Path()
+	sim.Unplug()
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat %s after Unplug: %v, want it gone like an unplugged USB device", old, err)
+	}
+	for i := 0; i < 3; i++ {
+		other := startSim(t, Options{})
+		if other.Path() == old {
+			t.Fatalf("a new simulator was given %s, the path of an unplugged one", old)
+		}
+	}
+	if err := sim.Replug(); err != nil {
+		t.Fatal(err)
+	}
+	if sim.Path() == old {
+		t.Fatalf("Replug reused %s", old)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat %s after Replug: %v, want it still gone", old, err)
 	}
 }
