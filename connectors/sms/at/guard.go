@@ -50,6 +50,11 @@ type guard struct {
 	// lastFinal is the value of written when the last final result code
 	// passed to the at package.
 	lastFinal uint64
+	// extraFor is the value of written when a second final result code for
+	// the same command was dropped: no command waited for it. It is how a
+	// resynchronisation probe that read a late reply in place of its own
+	// learns that its own final already came (see owe).
+	extraFor uint64
 	// pending counts final result codes still owed by abandoned commands;
 	// abandoned lists their sequence numbers, oldest first.
 	pending   int
@@ -194,9 +199,18 @@ func (g *guard) keep(line string) bool {
 		g.recordLate(owner, line, final)
 	}
 	if g.pending == 0 {
-		if final {
-			g.lastFinal = g.written
+		if !final {
+			return true
 		}
+		if g.lastFinal == g.written {
+			// Every command written has had its final: this one answers
+			// none. Passed on, it could reach at just as the next command
+			// starts and be taken as that command's answer.
+			g.extraFor = g.written
+			g.log.Info("discarded a final result code no command waits for", zap.String("line", line))
+			return false
+		}
+		g.lastFinal = g.written
 		return true
 	}
 	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", Redact(line)))
@@ -310,10 +324,14 @@ func (g *guard) abandon(seq uint64) {
 }
 
 // owe records that the final of command seq is still to come and must be
-// dropped, whatever passed before.
+// dropped, unless it already came and was dropped as a final no command
+// waited for.
 func (g *guard) owe(seq uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.extraFor >= seq {
+		return
+	}
 	if g.pending == 0 {
 		g.drained = make(chan struct{})
 	}

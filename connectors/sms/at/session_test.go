@@ -389,3 +389,40 @@ func TestIndicationTrailingLines(t *testing.T) {
 		t.Errorf("URC = %q, want %q", got, want)
 	}
 }
+
+// TestProbeThatReadALateReplyOwesNothingTwice: the resynchronisation probe
+// reads the late reply of an abandoned command in place of its own, and its
+// own OK arrives in the same breath, before the session can note that it is
+// still owed. That OK must be dropped as answering nothing, and the next
+// command must get its own answer (it used to get the stale OK, or lose its
+// answer to the owed-OK accounting: an AT+CMGS then "succeeded" without its
+// prompt, and its PDU was never written).
+func TestProbeThatReadALateReplyOwesNothingTwice(t *testing.T) {
+	p := startPeer(t, func(cmd string) string {
+		switch cmd {
+		case "AT+SLOW":
+			return "" // answered late, together with the probe's own OK
+		case "AT":
+			return "\r\n+SLOW: late\r\n\r\nOK\r\n\r\nOK\r\n"
+		case "AT+NEXT":
+			return "\r\n+NEXT: fresh\r\n\r\nOK\r\n"
+		}
+		return "\r\nOK\r\n"
+	})
+	m, _ := openPeerModem(t, p, 200*time.Millisecond)
+	ctx := testCtx(t)
+	if _, err := m.Command(ctx, "+SLOW", 0); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("slow command: err = %v, want a timeout", err)
+	}
+	info, err := m.Command(ctx, "+NEXT", 0)
+	if err != nil || !slices.Equal(info, []string{"+NEXT: fresh"}) {
+		t.Fatalf("next command: info %q, err %v; want its own answer", info, err)
+	}
+	info, err = m.Command(ctx, "+NEXT", 0)
+	if err != nil || !slices.Equal(info, []string{"+NEXT: fresh"}) {
+		t.Fatalf("the command after: info %q, err %v; want its own answer", info, err)
+	}
+	if n, _ := m.guard.owed(); n != 0 {
+		t.Errorf("the guard still owes %d finals", n)
+	}
+}
