@@ -109,31 +109,12 @@ func (c *care) setLast(s RecoveryStep) {
 }
 
 // requestRecovery asks the run loop to check the modem and recover it.
-// It never blocks; a request already pending covers this one. Until the
-// check has run the Line does not count as ready for sending (readiness).
+// It never blocks; a request already pending covers this one.
 func (c *care) requestRecovery(cause error) {
-	// Under the link's lock, so that recoverRequested sees the flag and the
-	// queued request together.
-	c.link.mu.Lock()
-	defer c.link.mu.Unlock()
-	c.checking = true
 	select {
 	case c.recoverReq <- cause:
 	default:
 	}
-}
-
-// recoverRequested runs a requested recovery on the run loop and returns
-// the session to use from now on (nil when the Line closed).
-func (c *care) recoverRequested(ctx context.Context, m *at.Session, cause error) *at.Session {
-	m = c.recover(ctx, m, cause)
-	c.link.mu.Lock()
-	if len(c.recoverReq) == 0 {
-		c.checking = false
-	}
-	c.link.mu.Unlock()
-	c.broadcast()
-	return m
 }
 
 // watchdogTimer returns the channel of the next watchdog tick, or nil when

@@ -45,10 +45,6 @@ type link struct {
 	pin      string // the PIN the SIM accepted, to re-enter after a replug
 	pinTried bool   // cfg.PIN was tried (never auto-enter a rejected PIN twice)
 	pduMode  bool   // AT+CMGF=0 accepted on the current session
-	// checking is set while a recovery asked for by requestRecovery has not
-	// run yet: the outbox does not send meanwhile, so its next command cannot
-	// slip in between care's probe and the late replies the probe sorts out.
-	checking bool
 }
 
 // current returns the open session or ErrNotOpen.
@@ -116,11 +112,7 @@ func (k *link) broadcast() {
 func (k *link) readiness() (*at.Session, State, <-chan struct{}, bool, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	st := k.state
-	if k.checking && st == StateReady {
-		st = StateRecovering
-	}
-	return k.m, st, k.stateSig, k.pduMode, k.closed
+	return k.m, k.state, k.stateSig, k.pduMode, k.closed
 }
 
 // changed returns a channel closed at the next state change.

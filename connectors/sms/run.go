@@ -44,7 +44,7 @@ func (l *Line) run(ctx context.Context, m *at.Session) {
 		case <-stale.C:
 			l.in.flushStale(ctx)
 		case cause := <-l.care.recoverReq:
-			m = l.care.recoverRequested(ctx, m, cause)
+			m = l.care.recover(ctx, m, cause)
 		case <-wd:
 			m = l.care.watchdog(ctx, m)
 			wd = l.care.watchdogTimer()
