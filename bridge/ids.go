@@ -86,10 +86,10 @@ func LoginIDForNumber(e164 string) networkid.UserLoginID {
 // which have no number to answer.
 func NumberForUserID(uid networkid.UserID) (number string, ok bool) {
 	s := string(uid)
-	if digits, found := strings.CutPrefix(s, localPrefix); found && isDigits(digits) {
+	if digits, found := strings.CutPrefix(s, localPrefix); found && phone.IsDigits(digits) {
 		return digits, true
 	}
-	if !isDigits(s) {
+	if !phone.IsDigits(s) {
 		return "", false
 	}
 	return "+" + s, true
@@ -102,9 +102,9 @@ func ValidUserID(uid networkid.UserID) bool {
 		return len(s) > len(alphaPrefix)
 	}
 	if digits, found := strings.CutPrefix(s, localPrefix); found {
-		return len(digits) >= 1 && len(digits) <= 15 && isDigits(digits)
+		return len(digits) >= 1 && len(digits) <= 15 && phone.IsDigits(digits)
 	}
-	return len(s) >= 3 && len(s) <= 15 && isDigits(s)
+	return len(s) >= 3 && len(s) <= 15 && phone.IsDigits(s)
 }
 
 func looksNumeric(addr string) bool {
@@ -114,15 +114,6 @@ func looksNumeric(addr string) bool {
 		}
 	}
 	return true
-}
-
-func isDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // sanitizeAlpha keeps an alphanumeric sender ID inside Matrix localpart rules

@@ -115,6 +115,17 @@ func KnownRegion(region string) bool {
 	return phonenumbers.GetSupportedRegions()[region]
 }
 
+// IsDigits reports whether s is a non-empty run of ASCII digits: a short
+// code ("72404") or an E.164 number without its "+".
+func IsDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // Mask is the one masking rule for logs, errors and notices that may leave
 // the machine: every digit but the last two becomes '*', every other
 // character stays ("+15551234567" -> "+*********67", "BANK" -> "BANK").

@@ -115,3 +115,11 @@ func FuzzMask(f *testing.F) {
 		}
 	})
 }
+
+func TestIsDigits(t *testing.T) {
+	for in, want := range map[string]bool{"72404": true, "15551234567": true, "": false, "+1555": false, "12a": false, "١٢٣": false} {
+		if got := IsDigits(in); got != want {
+			t.Errorf("IsDigits(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

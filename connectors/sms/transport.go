@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 	"github.com/bubbled/bubbled/fallback"
 )
@@ -71,13 +72,5 @@ func (t *Transport) Send(ctx context.Context, msg *fallback.Message) (*fallback.
 // the digits of a short code. Alphanumeric senders ("MyBank") cannot be
 // answered.
 func textable(to string) bool {
-	if strings.HasPrefix(to, "+") {
-		return true
-	}
-	for _, r := range to {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return to != ""
+	return strings.HasPrefix(to, "+") || phone.IsDigits(to)
 }
