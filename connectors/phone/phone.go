@@ -21,9 +21,12 @@ var ErrBadNumber = errors.New("not a phone number")
 // prefix is accepted. Errors wrap ErrBadNumber, quote the input as given and
 // say how to write it instead.
 func Parse(raw, region string) (string, error) {
-	e164, reason := parse(raw, region)
-	if reason != "" {
-		return "", fmt.Errorf("%w: %s; write it in international form, e.g. +15551234567", ErrBadNumber, reason)
+	e164, problem := Explain(raw, region)
+	switch {
+	case problem == "empty":
+		return "", fmt.Errorf("%w: empty; write it in international form, e.g. +15551234567", ErrBadNumber)
+	case problem != "":
+		return "", fmt.Errorf("%w: %q: %s; write it in international form, e.g. +15551234567", ErrBadNumber, raw, problem)
 	}
 	return e164, nil
 }
@@ -41,57 +44,20 @@ func Valid(raw, region string) bool {
 // ("empty", "wrong number of digits for region US", or the numbering
 // library's reason).
 func Explain(raw, region string) (e164, problem string) {
-	e164, f, detail := read(raw, region)
-	switch {
-	case f == failEmpty:
-		return "", "empty"
-	case f == failUnreadable:
-		return "", detail
-	case f == failLength:
-		return "", "wrong number of digits for region " + detail
-	}
-	return e164, ""
-}
-
-// parse returns the E.164 form, or a reason in words why raw is none.
-func parse(raw, region string) (e164, reason string) {
-	e164, f, detail := read(raw, region)
-	switch f {
-	case failEmpty:
-		return "", "empty"
-	case failUnreadable:
-		return "", fmt.Sprintf("%q (%s)", raw, detail)
-	case failLength:
-		return "", fmt.Sprintf("%q has the wrong number of digits for region %s", raw, detail)
-	}
-	return e164, ""
-}
-
-// failure is why read found no phone number.
-type failure int
-
-const (
-	failNone       failure = iota
-	failEmpty              // nothing but spaces and "tel:"
-	failUnreadable         // detail: the numbering library's error
-	failLength             // detail: the region the number belongs to
-)
-
-func read(raw, region string) (e164 string, f failure, detail string) {
 	s := trimTel(raw)
 	if s == "" {
-		return "", failEmpty, ""
+		return "", "empty"
 	}
 	num, err := phonenumbers.Parse(s, strings.ToUpper(region))
 	if err != nil {
-		return "", failUnreadable, err.Error()
+		return "", err.Error()
 	}
 	if !phonenumbers.IsPossibleNumber(num) {
 		// GetRegionCodeForNumber knows only valid numbers; the country
 		// code's main region names the plan the digits were counted in.
-		return "", failLength, phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode()))
+		return "", "wrong number of digits for region " + phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode()))
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), failNone, ""
+	return phonenumbers.Format(num, phonenumbers.E164), ""
 }
 
 func trimTel(raw string) string {
