@@ -216,11 +216,12 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 		if err != nil {
 			return fmt.Errorf("find the message of an RCS receipt: %w", err)
 		}
-		if msg == nil && time.Since(meta.Time).Abs() < rcsReceiptWait {
-			// A fast receipt can overtake bridgev2 saving the message it is
-			// about: the webhook worker hands it over again shortly.
-			return errors.New("the message of an RCS receipt is not saved yet")
-		} else if msg == nil {
+		if msg == nil {
+			if time.Since(meta.Time).Abs() < rcsReceiptWait {
+				// A fast receipt can overtake bridgev2 saving the message it
+				// is about: the webhook worker hands it over again shortly.
+				return errors.New("the message of an RCS receipt is not saved yet")
+			}
 			c.log.Warn("ignored an RCS receipt for an unknown message")
 			return nil
 		}
