@@ -23,7 +23,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/matrix"
-	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/bridge"
 	"github.com/bubbled/bubbled/config"
@@ -144,18 +143,12 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }
 
 	ctx := zlog.WithContext(context.Background())
-	// What people write is journaled before the homeserver's transaction is
-	// acknowledged, and replayed after a crash (bridge/journal.go).
-	journal, err := bridge.NewJournal(ctx, db, zl.Named("journal"))
+	listener, err := openListener(ctx, br, mx, cfg, zl)
 	if err != nil {
-		zl.Error("failed to open the transaction journal", zap.Error(err))
-		return exitDatabase
+		return exitStart
 	}
-	mx.AS.Middleware = append(mx.AS.Middleware, journal.Middleware)
-	mx.EventProcessor.On(event.EventMessage, journal.Handled)
-	mx.EventProcessor.On(event.EventSticker, journal.Handled)
-
 	if err := startBridge(ctx, br); err != nil {
+		listener.Stop()
 		var exitErr matrix.ExitError
 		if errors.As(err, &exitErr) {
 			zl.Error("failed to connect to the homeserver", zap.Error(err))
@@ -164,14 +157,24 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 		zl.Error("failed to start", zap.Error(err))
 		return exitStart
 	}
-	if n, err := journal.Replay(ctx, mx.AS); err != nil {
-		zl.Error("failed to replay journaled messages; they stay journaled for the next start", zap.Error(err))
-	} else if n > 0 {
-		zl.Info("replayed messages that were received but not handled before a crash", zap.Int("events", n))
-	}
+	listener.Start(ctx)
 	code := waitForStop(zl, stop)
+	listener.Stop()
 	br.StopWithTimeout(10 * time.Second)
 	return code
+}
+
+// openListener opens the transaction journal and starts bubbled's own
+// appservice listener (bridge/journal.go): every transaction is
+// authenticated and journaled before the homeserver is answered, and
+// handled from the journal once the bridge runs, after a crash too.
+func openListener(ctx context.Context, br *bridgev2.Bridge, mx *matrix.Connector, cfg *config.Config, zl *zap.Logger) (*bridge.Listener, error) {
+	l, err := bridge.NewListener(ctx, br, mx, cfg.Network.Listener, bridge.ListenerOptionsFromEnv(), zl.Named("listener"))
+	if err != nil {
+		zl.Error("failed to start the appservice listener", zap.Error(err),
+			zap.String("address", fmt.Sprintf("%s:%d", cfg.AppService.Hostname, cfg.AppService.Port)))
+	}
+	return l, err
 }
 
 // waitForStop blocks until SIGINT/SIGTERM (exit 0) or a takeover of the

@@ -100,6 +100,27 @@ type Network struct {
 	Fallback Fallback `yaml:"fallback"`
 	// RCS is the RCS provider (a business messaging agent); off by default.
 	RCS RCS `yaml:"rcs"`
+	// Listener bounds what requests to the appservice listener may cost.
+	Listener Listener `yaml:"listener"`
+}
+
+// Listener is network.listener: limits of the appservice listener, which
+// also serves the RCS webhooks and may face the internet.
+type Listener struct {
+	// MaxBodyBytes caps every request body (default 16 MiB); a larger one
+	// is answered 413 and nothing of it is stored.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout is how long a client may take to send its
+	// headers (default 10s).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout is how long a client may take to send a whole request
+	// (default 60s).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout is how long a kept-alive connection may wait for its next
+	// request (default 120s).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps the request line and headers (default 65536).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
 }
 
 // RCS is network.rcs: the RCS route through a provider's REST API.

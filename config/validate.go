@@ -57,6 +57,7 @@ func (c *Config) validate() []Problem {
 	c.validateSecrets(ch)
 	c.validateLog(ch)
 	c.validateNetwork(ch)
+	c.validateListener(ch)
 	return ch.problems
 }
 
@@ -390,6 +391,27 @@ func (c *Config) validateDirectory(ch *checker, region string) {
 	}
 	if d.NotFoundTTL <= 0 {
 		ch.add([]string{"network", "directory", "not_found_ttl"}, d.NotFoundTTL.String(), "is not a positive duration", "write e.g. 1h")
+	}
+}
+
+func (c *Config) validateListener(ch *checker) {
+	l := c.Network.Listener
+	key := func(k string) []string { return []string{"network", "listener", k} }
+	if l.MaxBodyBytes < 4096 {
+		ch.add(key("max_body_bytes"), strconv.FormatInt(l.MaxBodyBytes, 10), "is below 4096 bytes, too small for a transaction",
+			"write a size in bytes, e.g. 16777216 (16 MiB)")
+	}
+	for _, t := range []struct {
+		k string
+		d time.Duration
+	}{{"read_header_timeout", l.ReadHeaderTimeout}, {"read_timeout", l.ReadTimeout}, {"idle_timeout", l.IdleTimeout}} {
+		if t.d < time.Second {
+			ch.add(key(t.k), t.d.String(), "is under a second, so no homeserver could finish a request",
+				"write a duration of at least 1s, e.g. 10s for read_header_timeout, 60s for read_timeout, 120s for idle_timeout")
+		}
+	}
+	if l.MaxHeaderBytes < 4096 {
+		ch.add(key("max_header_bytes"), strconv.Itoa(l.MaxHeaderBytes), "is below 4096 bytes, too small for a request's headers", "write e.g. 65536")
 	}
 }
 

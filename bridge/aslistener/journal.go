@@ -1,0 +1,257 @@
+package aslistener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	"go.uber.org/zap"
+)
+
+// FailpointAfterAck is the failpoint that kills the process right after the
+// homeserver was answered 200 for the first transaction with a message in
+// it, before any of its events is handled.
+const FailpointAfterAck = "after-txn-ack"
+
+// txnIDRetention is how long transaction IDs are remembered: the homeserver
+// retries a transaction until it is answered, never after.
+const txnIDRetention = 7 * 24 * time.Hour
+
+// batchSize is how many journaled events the worker reads at a time.
+const batchSize = 64
+
+// Options configure a Journal. Only Log is required.
+type Options struct {
+	// Keep says which events are journaled (and so handled); the others are
+	// answered and dropped. nil keeps every event.
+	Keep func(Event) bool
+	// Extras receives each new transaction once it is journaled, for the
+	// parts that are state rather than events (MSC3202 device lists and
+	// one-time key counts). It must not block.
+	Extras func(*Transaction)
+	// Memory keeps the journal in memory, as mautrix does: a crash loses
+	// what was answered but not handled. Only tests use it, to show the
+	// difference the journal makes.
+	Memory bool
+	// Failpoint, when FailpointAfterAck, makes the process die as if
+	// killed right after acknowledging a message. Only tests set it.
+	Failpoint string
+	// Crash is what the failpoint calls; nil sends SIGKILL to the process.
+	Crash func()
+	// Log receives the journal's own lines.
+	Log *zap.Logger
+}
+
+// Journal stores every authenticated appservice transaction before the
+// homeserver is answered, and hands the stored events, in order, to one
+// worker goroutine (Start) that deletes each once it is handled. A slow
+// event therefore delays the events after it, never the homeserver.
+// PutTransaction is safe for concurrent use; Start and Stop are called once.
+type Journal struct {
+	store store
+	opts  Options
+	wake  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	fired atomic.Bool
+
+	startOnce sync.Once
+	stopOnce  sync.Once
+}
+
+// New creates or upgrades the journal's tables in db (schema version in
+// bubbled_journal_version) and returns the journal. With opts.Memory db is
+// not used.
+func New(ctx context.Context, db *dbutil.Database, opts Options) (*Journal, error) {
+	j := &Journal{opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if j.opts.Log == nil {
+		j.opts.Log = zap.NewNop()
+	}
+	if opts.Memory {
+		j.store = &memStore{seen: map[string]int64{}}
+		return j, nil
+	}
+	if err := db.Child(versionTable, upgrades, nil).Upgrade(ctx); err != nil {
+		return nil, fmt.Errorf("create the transaction journal: %w", err)
+	}
+	j.store = &dbStore{db: db}
+	return j, nil
+}
+
+// PutTransaction serves PUT /_matrix/app/v1/transactions/{txnID}. The
+// request must already be authenticated and its body capped (Handler does
+// both). The homeserver gets 200 once the transaction's kept events are
+// stored (a repeated transaction ID is answered 200 and stored once), 500
+// when they cannot be stored (it will send them again), 413 for a body over
+// the cap and 400 for a body that is not a transaction.
+func (j *Journal) PutTransaction(w http.ResponseWriter, r *http.Request) {
+	txnID := r.PathValue("txnID")
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", fmt.Sprintf("the transaction is over %d bytes", tooBig.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "could not read the transaction body")
+		return
+	}
+	txn, err := ParseTransaction(body)
+	if err != nil {
+		j.opts.Log.Warn("refused a transaction that is not JSON", zap.String("txn_id", txnID), zap.Error(err))
+		writeError(w, http.StatusBadRequest, "M_NOT_JSON", err.Error())
+		return
+	}
+	kept := j.keep(txn)
+	dup, err := j.store.add(r.Context(), txnID, kept, time.Now().UnixMilli())
+	if err != nil {
+		j.opts.Log.Error("failed to journal a transaction; the homeserver will send it again", zap.String("txn_id", txnID), zap.Error(err))
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not store the transaction")
+		return
+	}
+	if !dup && j.opts.Extras != nil {
+		j.opts.Extras(txn)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("{}"))
+	if dup {
+		j.opts.Log.Debug("ignored a repeated transaction", zap.String("txn_id", txnID))
+		return
+	}
+	j.opts.Log.Debug("journaled a transaction", zap.String("txn_id", txnID), zap.Int("events", len(txn.Events)), zap.Int("kept", len(kept)))
+	if j.opts.Failpoint == FailpointAfterAck && hasMessage(kept) && j.fired.CompareAndSwap(false, true) {
+		j.crash(w)
+	}
+	if len(kept) > 0 {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// keep filters a transaction's events and logs the ones that were not events.
+func (j *Journal) keep(txn *Transaction) []Event {
+	if txn.Skipped > 0 {
+		j.opts.Log.Warn("dropped parts of a transaction that are not events (no JSON object with a type)", zap.Int("dropped", txn.Skipped))
+	}
+	if j.opts.Keep == nil {
+		return txn.Events
+	}
+	kept := make([]Event, 0, len(txn.Events))
+	for _, e := range txn.Events {
+		if j.opts.Keep(e) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+func hasMessage(evts []Event) bool {
+	for _, e := range evts {
+		if e.Class == ClassTimeline && !e.State && (e.Type == "m.room.message" || e.Type == "m.room.encrypted") {
+			return true
+		}
+	}
+	return false
+}
+
+// crash delivers the answer, then dies the way SIGKILL or a power cut
+// would: no deferred function, no shutdown.
+func (j *Journal) crash(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	j.opts.Log.Warn("failpoint: killing the process after acknowledging a transaction", zap.String("failpoint", j.opts.Failpoint))
+	_ = j.opts.Log.Sync()
+	if j.opts.Crash != nil {
+		j.opts.Crash()
+		return
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // SIGKILL is not delivered synchronously
+}
+
+// Start forgets old transaction IDs and starts the worker: it hands each
+// journaled event, oldest first, to handle, and deletes it once handle
+// returns. Events journaled before a crash are handled first. Stop ends it.
+func (j *Journal) Start(ctx context.Context, handle func(context.Context, Entry)) {
+	j.startOnce.Do(func() {
+		if err := j.store.prune(ctx, time.Now().Add(-txnIDRetention).UnixMilli()); err != nil {
+			j.opts.Log.Warn("failed to forget old transaction IDs", zap.Error(err))
+		}
+		go j.run(ctx, handle)
+	})
+}
+
+// run is the worker goroutine; it owns the reading and deleting of entries.
+func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) {
+	defer close(j.done)
+	for {
+		entries, err := j.store.next(ctx, batchSize)
+		if err != nil {
+			j.opts.Log.Error("failed to read the transaction journal; retrying", zap.Error(err))
+			if !j.sleep(time.Second) {
+				return
+			}
+			continue
+		}
+		if len(entries) == 0 {
+			select {
+			case <-j.wake:
+				continue
+			case <-j.stop:
+				return
+			}
+		}
+		for _, e := range entries {
+			select {
+			case <-j.stop:
+				return
+			default:
+			}
+			handle(ctx, e)
+			if err := j.store.done(ctx, e.Seq); err != nil {
+				j.opts.Log.Error("failed to delete a handled event from the journal; it may be handled again", zap.Error(err))
+				if !j.sleep(time.Second) {
+					return
+				}
+				break
+			}
+		}
+	}
+}
+
+// sleep waits d or until Stop; it reports whether to go on.
+func (j *Journal) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-j.stop:
+		return false
+	}
+}
+
+// Stop asks the worker to stop after the event it is handling and waits
+// for it until ctx ends. What is not handled yet stays journaled.
+func (j *Journal) Stop(ctx context.Context) error {
+	j.startOnce.Do(func() { close(j.done) }) // never started: no worker to wait for
+	j.stopOnce.Do(func() { close(j.stop) })
+	select {
+	case <-j.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop the journal worker: %w", ctx.Err())
+	}
+}
