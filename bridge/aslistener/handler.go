@@ -37,6 +37,9 @@ const appPrefix = "/_matrix/app/"
 // read; transactions go to the journal and everything else (mautrix's
 // other appservice endpoints, provisioning, RCS webhooks) to rest.
 func Handler(hsToken string, maxBody int64, j *Journal, rest http.Handler, log *zap.Logger) http.Handler {
+	if rest == nil {
+		rest = http.NotFoundHandler()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT "+appPrefix+"v1/transactions/{txnID}", j.PutTransaction)
 	mux.Handle("/", rest)

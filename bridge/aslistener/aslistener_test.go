@@ -1,0 +1,336 @@
+package aslistener
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
+	"go.uber.org/zap/zaptest"
+)
+
+const token = "hs-token-0123456789"
+
+func openDB(t testing.TB, path string) *dbutil.Database {
+	t.Helper()
+	db, err := dbutil.NewWithDialect("file:"+path+"?_txlock=immediate", "sqlite3-fk-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func newJournal(t testing.TB, db *dbutil.Database, opts Options) *Journal {
+	t.Helper()
+	if opts.Log == nil {
+		opts.Log = zaptest.NewLogger(t)
+	}
+	j, err := New(context.Background(), db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func txnBodyOf(evts ...string) string { return `{"events":[` + strings.Join(evts, ",") + `]}` }
+
+func msg(id, sender, body string) string {
+	return fmt.Sprintf(`{"type":"m.room.message","event_id":%q,"sender":%q,"room_id":"!r:x","content":{"msgtype":"m.text","body":%q}}`, id, sender, body)
+}
+
+func put(t testing.TB, h http.Handler, txnID, auth, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPut, "/_matrix/app/v1/transactions/"+txnID, strings.NewReader(body))
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func pending(t testing.TB, j *Journal) []Entry {
+	t.Helper()
+	es, err := j.store.next(context.Background(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+// countingBody fails the test if anything reads it.
+type countingBody struct{ read bool }
+
+func (b *countingBody) Read(p []byte) (int, error) { b.read = true; return 0, io.EOF }
+func (b *countingBody) Close() error               { return nil }
+
+// TestAuthentication: every /_matrix/app/ request needs the homeserver's
+// token before its body is read, as a bearer header or the deprecated query
+// parameter; refused transactions store nothing.
+func TestAuthentication(t *testing.T) {
+	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{})
+	var restSaw string
+	rest := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { restSaw = r.Header.Get("Authorization") })
+	h := Handler(token, 1<<20, j, rest, zaptest.NewLogger(t))
+	for _, c := range []struct {
+		name, method, target, auth string
+		want                       int
+		wantCode                   string
+	}{
+		{"no token", "PUT", "/_matrix/app/v1/transactions/a", "", 401, "M_UNAUTHORIZED"},
+		{"not bearer", "PUT", "/_matrix/app/v1/transactions/b", "Basic " + token, 401, "M_UNAUTHORIZED"},
+		{"wrong bearer", "PUT", "/_matrix/app/v1/transactions/c", "Bearer x" + token, 403, "M_FORBIDDEN"},
+		{"prefix of the token", "PUT", "/_matrix/app/v1/transactions/d", "Bearer " + token[:5], 403, "M_FORBIDDEN"},
+		{"wrong query token", "PUT", "/_matrix/app/v1/transactions/e?access_token=nope", "", 403, "M_FORBIDDEN"},
+		{"wrong token on another app path", "GET", "/_matrix/app/v1/users/@x:y", "Bearer nope", 403, "M_FORBIDDEN"},
+		{"bearer token", "PUT", "/_matrix/app/v1/transactions/f", "Bearer " + token, 200, ""},
+		{"query token", "PUT", "/_matrix/app/v1/transactions/g?access_token=" + token, "", 200, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := &countingBody{}
+			r := httptest.NewRequest(c.method, c.target, strings.NewReader(`{"events":[]}`))
+			if c.want != 200 {
+				r.Body = body
+			}
+			if c.auth != "" {
+				r.Header.Set("Authorization", c.auth)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != c.want || !strings.Contains(w.Body.String(), c.wantCode) {
+				t.Fatalf("HTTP %d %s, want %d %s", w.Code, w.Body, c.want, c.wantCode)
+			}
+			if c.want != 200 && body.read {
+				t.Fatal("the body of a refused request was read")
+			}
+		})
+	}
+	if es := pending(t, j); len(es) != 0 {
+		t.Fatalf("%d events stored", len(es))
+	}
+	r := httptest.NewRequest("GET", "/_matrix/app/v1/users/@x:y?access_token="+token, nil)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if restSaw != "Bearer "+token {
+		t.Fatalf("mautrix saw Authorization %q; the query token should be moved into the header", restSaw)
+	}
+}
+
+// TestBodyCap: a body over the cap is refused with 413 and stores nothing,
+// whether its length is announced or not.
+func TestBodyCap(t *testing.T) {
+	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{})
+	h := Handler(token, 4096, j, http.NotFoundHandler(), zaptest.NewLogger(t))
+	big := txnBodyOf(msg("$1", "@a:x", strings.Repeat("x", 5000)))
+	if w := put(t, h, "announced", "Bearer "+token, big); w.Code != 413 {
+		t.Fatalf("announced: HTTP %d, want 413", w.Code)
+	}
+	r := httptest.NewRequest(http.MethodPut, "/_matrix/app/v1/transactions/chunked", io.MultiReader(strings.NewReader(big)))
+	r.ContentLength = -1
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 413 {
+		t.Fatalf("chunked: HTTP %d, want 413", w.Code)
+	}
+	if es := pending(t, j); len(es) != 0 {
+		t.Fatalf("%d events stored", len(es))
+	}
+}
+
+// TestJournalFilterDedupeOrder: only kept events are journaled, a repeated
+// transaction ID is stored once, bad bodies are refused, and the worker
+// hands events over in arrival order and deletes each once handled.
+func TestJournalFilterDedupeOrder(t *testing.T) {
+	keep := func(e Event) bool { return e.State || e.Sender != "@bot:x" }
+	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{Keep: keep})
+	h := Handler(token, 1<<20, j, http.NotFoundHandler(), zaptest.NewLogger(t))
+	auth := "Bearer " + token
+	put(t, h, "1", auth, txnBodyOf(msg("$a", "@alice:x", "one"), msg("$bot", "@bot:x", "ours"), `"not an event"`))
+	put(t, h, "1", auth, txnBodyOf(msg("$a2", "@alice:x", "repeat")))
+	put(t, h, "2", auth, txnBodyOf(`{"type":"m.room.member","state_key":"@bot:x","sender":"@bot:x","content":{}}`, msg("$b", "@alice:x", "two")))
+	if w := put(t, h, "3", auth, `[1,2]`); w.Code != 400 || !strings.Contains(w.Body.String(), "M_NOT_JSON") {
+		t.Fatalf("a list body: HTTP %d %s, want 400 M_NOT_JSON", w.Code, w.Body)
+	}
+	var mu sync.Mutex
+	var got []string
+	done := make(chan struct{})
+	j.Start(context.Background(), func(_ context.Context, e Entry) {
+		var v struct {
+			Type    string
+			Content struct{ Body string }
+		}
+		_ = json.Unmarshal(e.Raw, &v)
+		mu.Lock()
+		got = append(got, v.Type+":"+v.Content.Body)
+		if len(got) == 3 {
+			close(done)
+		}
+		mu.Unlock()
+	})
+	t.Cleanup(func() { _ = j.Stop(context.Background()) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("handled only %v", got)
+	}
+	want := []string{"m.room.message:one", "m.room.member:", "m.room.message:two"}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("handled %v, want %v", got, want)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pending(t, j)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if es := pending(t, j); len(es) != 0 {
+		t.Fatalf("%d handled events are still journaled", len(es))
+	}
+}
+
+// TestSlowEventDoesNotStallTheHomeserver: while the worker is stuck on one
+// event, later transactions are still answered at once.
+func TestSlowEventDoesNotStallTheHomeserver(t *testing.T) {
+	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{})
+	h := Handler(token, 1<<20, j, http.NotFoundHandler(), zaptest.NewLogger(t))
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	j.Start(context.Background(), func(context.Context, Entry) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	t.Cleanup(func() { close(release); _ = j.Stop(context.Background()) })
+	put(t, h, "slow", "Bearer "+token, txnBodyOf(msg("$slow", "@a:x", "waits for its Megolm session")))
+	<-started
+	for i := 0; i < 200; i++ {
+		if w := put(t, h, fmt.Sprint("t", i), "Bearer "+token, txnBodyOf(msg(fmt.Sprint("$", i), "@a:x", "x"))); w.Code != 200 {
+			t.Fatalf("transaction %d: HTTP %d while the worker is busy", i, w.Code)
+		}
+	}
+	if n := len(pending(t, j)); n != 201 {
+		t.Fatalf("%d events journaled, want 201", n)
+	}
+}
+
+// TestJournalSurvivesRestart: what was answered but not handled is handled
+// by the next process; in memory (mautrix's way) it is gone.
+func TestJournalSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	for _, memory := range []bool{false, true} {
+		t.Run(fmt.Sprint("memory=", memory), func(t *testing.T) {
+			first := newJournal(t, openDB(t, path), Options{Memory: memory})
+			put(t, Handler(token, 1<<20, first, nil, zaptest.NewLogger(t)), fmt.Sprint("r", memory), "Bearer "+token, txnBodyOf(msg("$r", "@a:x", "before the crash")))
+			// The process dies here: the first journal's worker never ran.
+			second := newJournal(t, openDB(t, path), Options{Memory: memory})
+			handled := make(chan string, 1)
+			second.Start(context.Background(), func(_ context.Context, e Entry) { handled <- string(e.Raw) })
+			defer func() { _ = second.Stop(context.Background()) }()
+			select {
+			case raw := <-handled:
+				if memory || !strings.Contains(raw, "before the crash") {
+					t.Fatalf("memory=%v handled %s", memory, raw)
+				}
+			case <-time.After(2 * time.Second):
+				if !memory {
+					t.Fatal("the journaled event was not handled after the restart")
+				}
+			}
+		})
+	}
+}
+
+// TestFailpointAfterAck: the failpoint fires once, after the homeserver has
+// its 200, before the worker sees the message.
+func TestFailpointAfterAck(t *testing.T) {
+	crashed := 0
+	var j *Journal
+	j = newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{Failpoint: FailpointAfterAck, Crash: func() {
+		crashed++
+		if n := len(pending(t, j)); n != 2 {
+			t.Errorf("%d events journaled when the failpoint fired, want 2 (a member event and the message)", n)
+		}
+	}})
+	h := Handler(token, 1<<20, j, nil, zaptest.NewLogger(t))
+	put(t, h, "state", "Bearer "+token, txnBodyOf(`{"type":"m.room.member","state_key":"@a:x","sender":"@a:x","content":{}}`))
+	if crashed != 0 {
+		t.Fatal("the failpoint fired for a transaction without a message")
+	}
+	w := put(t, h, "m1", "Bearer "+token, txnBodyOf(msg("$m1", "@a:x", "hi")))
+	put(t, h, "m2", "Bearer "+token, txnBodyOf(msg("$m2", "@a:x", "hi again")))
+	if w.Code != 200 || crashed != 1 {
+		t.Fatalf("HTTP %d, crashed %d times; want 200 and once", w.Code, crashed)
+	}
+}
+
+// TestHalfSentRequestsAreClosed: a client that stops in the middle of its
+// headers or its body is disconnected after the timeouts.
+func TestHalfSentRequestsAreClosed(t *testing.T) {
+	j := newJournal(t, nil, Options{Memory: true})
+	lim := Limits{MaxBodyBytes: 1 << 20, ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 600 * time.Millisecond, IdleTimeout: time.Second, MaxHeaderBytes: 8192}
+	srv, err := Listen("tcp", "127.0.0.1:0", Handler(token, lim.MaxBodyBytes, j, http.NotFoundHandler(), zaptest.NewLogger(t)), lim, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	for name, partial := range map[string]string{
+		"half the headers": "PUT /_matrix/app/v1/transactions/x HTTP/1.1\r\nHost: a\r\n",
+		"half the body": "PUT /_matrix/app/v1/transactions/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + token +
+			"\r\nContent-Length: 100\r\n\r\n{\"events\":",
+		"idle after a request": "GET /_matrix/mau/live HTTP/1.1\r\nHost: a\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, partial); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, err = io.Copy(io.Discard, bufio.NewReader(conn))
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the connection was still open after %s", time.Since(start))
+			}
+		})
+	}
+}
+
+// TestUpgradeDropsTheUnauthenticatedJournal: the first journal's table,
+// whose rows may be forgeries, is dropped; the upgrade runs once.
+func TestUpgradeDropsTheUnauthenticatedJournal(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, filepath.Join(t.TempDir(), "j.db"))
+	if err := schemaV1(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO bubbled_as_event (event_id, body, received_at) VALUES ('$forged', '{}', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		newJournal(t, db, Options{})
+	}
+	var version int
+	if err := db.QueryRow(ctx, `SELECT version FROM `+versionTable).Scan(&version); err != nil || version != 2 {
+		t.Fatalf("schema version %d, %v; want 2", version, err)
+	}
+	if ok, err := db.TableExists(ctx, "bubbled_as_event"); err != nil || ok {
+		t.Fatalf("the old journal table still exists (%v)", err)
+	}
+}
