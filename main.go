@@ -158,6 +158,9 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 		return exitStart
 	}
 	listener.Start(ctx)
+	if n := conn.ResumeConfirmations(ctx); n > 0 {
+		zl.Info("resumed Send-as-SMS timers of messages sent before the restart", zap.Int("messages", n))
+	}
 	code := waitForStop(zl, stop)
 	listener.Stop()
 	br.StopWithTimeout(10 * time.Second)

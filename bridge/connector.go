@@ -78,6 +78,9 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := sms.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return fmt.Errorf("upgrade SMS tables: %w", err)
 	}
+	if err := upgradeConfirmWaits(ctx, c.br.DB.Database); err != nil {
+		return err
+	}
 	return c.startRouter(ctx)
 }
 

@@ -39,7 +39,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if msg.OrigSender != nil {
 		if peer := cl.conn.router.State(conv).Peer; peer != "" && msg.OrigSender.UserID == peer {
 			// Writing back means they read what came before.
-			cl.conn.router.ConfirmRead(conv, fallback.RouteMatrix, time.UnixMilli(msg.Event.Timestamp))
+			cl.conn.confirmRead(ctx, conv, fallback.RouteMatrix, time.UnixMilli(msg.Event.Timestamp))
 		}
 		return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 			ID:       networkid.MessageID("mx:" + string(msg.Event.ID)),
@@ -60,7 +60,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		}
 		text = msg.Content.Body
 	}
-	rcpt, err := cl.conn.router.Send(ctx, &fallback.Message{
+	out := fallback.Message{
 		ID:           string(msg.Event.ID),
 		Conversation: conv,
 		To:           to,
@@ -68,10 +68,14 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		Line:         string(cl.login.ID),
 		Created:      time.UnixMilli(msg.Event.Timestamp),
 		File:         file,
-	})
+	}
+	rcpt, err := cl.conn.router.Send(ctx, &out)
 	if err != nil {
 		cl.log.Warn("failed to send a message", zap.String("to", phone.Mask(to)), zap.Error(err))
 		return nil, sendErrorStatus(err)
+	}
+	if !rcpt.ConfirmBy.IsZero() {
+		cl.conn.saveWait(ctx, out, *rcpt)
 	}
 	cl.log.Info("sent a message", zap.String("to", phone.Mask(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
 	msgID := networkid.MessageID("out:" + string(msg.Event.ID))
@@ -221,7 +225,7 @@ func (c *Connector) handleReceipts(ctx context.Context, evt *event.Event) {
 			if target, err := c.br.Bot.GetEvent(ctx, evt.RoomID, eventID); err == nil && target != nil {
 				upTo = time.UnixMilli(target.Timestamp)
 			}
-			if n := c.router.ConfirmRead(conv, fallback.RouteMatrix, upTo); n > 0 {
+			if n := c.confirmRead(ctx, conv, fallback.RouteMatrix, upTo); n > 0 {
 				c.log.Debug("confirmed messages read on Matrix", zap.Int("messages", n))
 			}
 		}
@@ -263,7 +267,7 @@ func (cl *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.M
 	if msg.TargetMessage == nil {
 		return bridgev2.ErrRedactionsNotSupported
 	}
-	cl.conn.router.Confirm(string(msg.TargetMessage.MXID))
+	cl.conn.confirm(ctx, string(msg.TargetMessage.MXID))
 	meta, _ := msg.TargetMessage.Metadata.(*MessageMetadata)
 	switch {
 	case strings.HasPrefix(string(msg.TargetMessage.ID), rcsOutPrefix) && cl.conn.rcs != nil:

@@ -225,7 +225,7 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 			c.log.Warn("ignored an RCS receipt for an unknown message")
 			return nil
 		}
-		c.router.Confirm(string(msg.MXID))
+		c.confirm(ctx, string(msg.MXID))
 		base.Type = bridgev2.RemoteEventDeliveryReceipt
 		if _, read := ev.(*rcs.ReadEvent); read {
 			base.Type = bridgev2.RemoteEventReadReceipt

@@ -26,13 +26,12 @@ func (n *notices) RouteChanged(ctx context.Context, ch fallback.RouteChange) {
 	n.conn.saveRouteState(ctx, ch.Conversation)
 }
 
-// MessageFellBack takes back an RCS message that another route now carries,
-// and tells the room.
+// MessageFellBack tells the room and keeps the stored confirmation state
+// of the message in step (resume.go). The RCS message was revoked before
+// the re-send (rcs.Transport is a fallback.Withdrawer).
 func (n *notices) MessageFellBack(ctx context.Context, f fallback.FellBack) {
-	if f.From == fallback.RouteRCS && f.Err == nil && n.conn.rcs != nil {
-		n.conn.rcs.Revoke(ctx, f.Message.To, f.Message.ID)
-	}
 	n.conn.noticeConv(ctx, f.Message.Conversation, f.Text())
+	n.conn.fellBack(ctx, f)
 }
 
 // noticeConv sends a notice into the room of a router conversation.

@@ -181,6 +181,9 @@ func (r *Router) expire(msgID string, gen uint64) {
 		rest = ladder[i+1:]
 	}
 	r.invalidate(from, msg.To)
+	if w, ok := r.transports[from].(Withdrawer); ok {
+		w.Withdraw(ctx, &msg)
+	}
 	res := r.walk(ctx, &msg, rest, used)
 
 	f := FellBack{Message: msg, From: from, Waited: waited, Skipped: res.skipped}

@@ -36,6 +36,15 @@ type Invalidator interface {
 	Invalidate(e164 string)
 }
 
+// Withdrawer is the optional ability of a Transport to take back a message
+// it carried that stayed unconfirmed (an RCS revoke). The Router calls it
+// when the confirmation timer fires, before the message is re-sent down the
+// ladder, so the contact does not get it twice. It is best effort: a
+// message that cannot be withdrawn (already delivered) is re-sent anyway.
+type Withdrawer interface {
+	Withdraw(ctx context.Context, msg *Message)
+}
+
 // Directory answers "is this number on Matrix, and as whom?". A negative
 // answer is an Answer with an empty MXID and a nil error; an error means the
 // lookup itself failed (the Matrix route is then passed over for this

@@ -56,6 +56,7 @@ var (
 	_ fallback.Transport   = (*Transport)(nil)
 	_ fallback.Reacher     = (*Transport)(nil)
 	_ fallback.Invalidator = (*Transport)(nil)
+	_ fallback.Withdrawer  = (*Transport)(nil)
 )
 
 // NewTransport wraps prov for the router. It does no I/O.
@@ -165,4 +166,10 @@ func (t *Transport) Revoke(ctx context.Context, to, eventID string) {
 	if err := t.prov.Revoke(ctx, to, MessageID(eventID, 0)); err != nil && !errors.Is(err, ErrNotRCS) {
 		t.cfg.Log.Warn("failed to revoke an undelivered RCS message", zap.Error(err))
 	}
+}
+
+// Withdraw revokes an RCS message the router is about to re-send down the
+// ladder (fallback.Withdrawer): it runs before the SMS is sent.
+func (t *Transport) Withdraw(ctx context.Context, msg *fallback.Message) {
+	t.Revoke(ctx, msg.To, msg.ID)
 }
