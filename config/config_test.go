@@ -195,6 +195,24 @@ func TestLoadProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "listener limits too small",
+			edit: func(t *testing.T, s string) string {
+				s = replace(t, s, "max_body_bytes: 16777216", "max_body_bytes: 100")
+				return replace(t, s, "read_header_timeout: 10s", "read_header_timeout: 0s")
+			},
+			want: [][]string{
+				{"network.listener.max_body_bytes:", "100", "below 4096", "16777216"},
+				{"network.listener.read_header_timeout:", "0s", "under a second", "at least 1s"},
+			},
+			wantLines: 2,
+		},
+		{
+			name: "listener limit from the environment",
+			edit: func(t *testing.T, s string) string { return s },
+			env:  map[string]string{"BUBBLED_NETWORK__LISTENER__IDLE_TIMEOUT": "10ms"},
+			want: [][]string{{"network.listener.idle_timeout:", "10ms", "BUBBLED_NETWORK__LISTENER__IDLE_TIMEOUT"}},
+		},
+		{
 			name: "unknown rcs provider",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `provider: ""`, `provider: carrier-pigeon`)
