@@ -94,9 +94,11 @@ func TestAuthentication(t *testing.T) {
 		{"wrong bearer", "PUT", "/_matrix/app/v1/transactions/c", "Bearer x" + token, 403, "M_FORBIDDEN"},
 		{"prefix of the token", "PUT", "/_matrix/app/v1/transactions/d", "Bearer " + token[:5], 403, "M_FORBIDDEN"},
 		{"wrong query token", "PUT", "/_matrix/app/v1/transactions/e?access_token=nope", "", 403, "M_FORBIDDEN"},
+		{"right bearer, wrong query token", "PUT", "/_matrix/app/v1/transactions/e2?access_token=nope", "Bearer " + token, 403, "M_FORBIDDEN"},
 		{"wrong token on another app path", "GET", "/_matrix/app/v1/users/@x:y", "Bearer nope", 403, "M_FORBIDDEN"},
 		{"bearer token", "PUT", "/_matrix/app/v1/transactions/f", "Bearer " + token, 200, ""},
 		{"query token", "PUT", "/_matrix/app/v1/transactions/g?access_token=" + token, "", 200, ""},
+		{"both, matching", "PUT", "/_matrix/app/v1/transactions/h?access_token=" + token, "Bearer " + token, 200, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := &countingBody{}

@@ -71,28 +71,31 @@ type authenticator struct {
 	suppressed int
 }
 
-// check answers 401 (no token) or 403 (wrong token) and reports false, as
-// the appservice API says, without reading the body. A token given in the
-// query is moved to the Authorization header, where mautrix looks for it.
+// check answers 401 (no token) or 403 (a wrong token) and reports false,
+// as the appservice API says, without reading the body. A homeserver may
+// send the token both ways; then both must match. A token given only in
+// the query is copied to the Authorization header, where mautrix looks.
 func (a *authenticator) check(w http.ResponseWriter, r *http.Request) bool {
-	tok, fromHeader := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !fromHeader {
-		tok = r.URL.Query().Get("access_token")
-	}
+	header, inHeader := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	query := r.URL.Query().Get("access_token")
 	switch {
-	case tok == "":
+	case !inHeader && query == "":
 		a.refused(r, "no token")
 		writeError(w, http.StatusUnauthorized, "M_UNAUTHORIZED", "this endpoint needs the homeserver's token")
 		return false
-	case subtle.ConstantTimeCompare([]byte(tok), a.token) != 1:
+	case inHeader && !a.matches(header), query != "" && !a.matches(query):
 		a.refused(r, "wrong token")
 		writeError(w, http.StatusForbidden, "M_FORBIDDEN", "the token is not the homeserver's")
 		return false
 	}
-	if !fromHeader {
-		r.Header.Set("Authorization", "Bearer "+tok)
+	if !inHeader {
+		r.Header.Set("Authorization", "Bearer "+query)
 	}
 	return true
+}
+
+func (a *authenticator) matches(tok string) bool {
+	return subtle.ConstantTimeCompare([]byte(tok), a.token) == 1
 }
 
 // refused logs a refused request at most once a minute, with how many
