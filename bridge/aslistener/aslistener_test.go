@@ -336,3 +336,25 @@ func TestUpgradeDropsTheUnauthenticatedJournal(t *testing.T) {
 		t.Fatalf("the old journal table still exists (%v)", err)
 	}
 }
+
+// TestTransactionIDsAreForgotten: the worker forgets transaction IDs older
+// than the retention, and only those.
+func TestTransactionIDsAreForgotten(t *testing.T) {
+	ctx := context.Background()
+	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{})
+	old := time.Now().Add(-txnIDRetention - time.Hour).UnixMilli()
+	for id, at := range map[string]int64{"old": old, "new": time.Now().UnixMilli()} {
+		if _, err := j.store.add(ctx, id, nil, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Start(ctx, func(context.Context, Entry) {})
+	if err := j.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, wantDup := range map[string]bool{"old": false, "new": true} {
+		if dup, err := j.store.add(ctx, id, nil, time.Now().UnixMilli()); err != nil || dup != wantDup {
+			t.Errorf("transaction %s seen again: dup=%v, %v; want dup=%v", id, dup, err, wantDup)
+		}
+	}
+}

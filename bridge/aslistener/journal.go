@@ -181,22 +181,31 @@ func (j *Journal) crash(w http.ResponseWriter) {
 	select {} // SIGKILL is not delivered synchronously
 }
 
-// Start forgets old transaction IDs and starts the worker: it hands each
-// journaled event, oldest first, to handle, and deletes it once handle
-// returns. Events journaled before a crash are handled first. Stop ends it.
+// Start starts the worker: it hands each journaled event, oldest first, to
+// handle, and deletes it once handle returns; events journaled before a
+// crash come first. Between batches it forgets transaction IDs older than
+// a week (at most hourly). Stop ends it.
 func (j *Journal) Start(ctx context.Context, handle func(context.Context, Entry)) {
-	j.startOnce.Do(func() {
-		if err := j.store.prune(ctx, time.Now().Add(-txnIDRetention).UnixMilli()); err != nil {
-			j.opts.Log.Warn("failed to forget old transaction IDs", zap.Error(err))
-		}
-		go j.run(ctx, handle)
-	})
+	j.startOnce.Do(func() { go j.run(ctx, handle) })
+}
+
+// prune forgets transaction IDs older than txnIDRetention, at most hourly.
+func (j *Journal) prune(ctx context.Context, last *time.Time) {
+	if time.Since(*last) < time.Hour {
+		return
+	}
+	*last = time.Now()
+	if err := j.store.prune(ctx, time.Now().Add(-txnIDRetention).UnixMilli()); err != nil {
+		j.opts.Log.Warn("failed to forget old transaction IDs", zap.Error(err))
+	}
 }
 
 // run is the worker goroutine; it owns the reading and deleting of entries.
 func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) {
 	defer close(j.done)
+	var pruned time.Time
 	for {
+		j.prune(ctx, &pruned)
 		entries, err := j.store.next(ctx, batchSize)
 		if err != nil {
 			j.opts.Log.Error("failed to read the transaction journal; retrying", zap.Error(err))
