@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,6 +40,39 @@ func TestJournal(t *testing.T) {
 			t.Fatalf("send %q: %v", text, err)
 		}
 	}
+
+	t.Run("half-sent requests are closed after the timeouts", func(t *testing.T) {
+		base := slices.Clone(e.env)
+		e.stopBubbled()
+		e.env = append(slices.Clone(base), "BUBBLED_NETWORK__LISTENER__READ_HEADER_TIMEOUT=1s", "BUBBLED_NETWORK__LISTENER__READ_TIMEOUT=2s")
+		e.startBubbled()
+		e.env = base
+		e.waitListening()
+		var conns []net.Conn
+		for i := 0; i < 50; i++ {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.asPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			partial := "PUT /_matrix/app/v1/transactions/slow HTTP/1.1\r\nHost: x\r\n"
+			if i%2 == 1 { // the headers complete, the body not
+				partial += "Authorization: Bearer " + e.hsToken() + "\r\nContent-Length: 1000\r\n\r\n{\"events\":["
+			}
+			if _, err := io.WriteString(c, partial); err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for i, c := range conns {
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				t.Fatalf("half-sent request %d still open after 30 s: %v", i, err)
+			}
+		}
+		e.stopBubbled()
+		e.startBubbled()
+	})
 
 	t.Run("forged transactions are refused and never replayed", func(t *testing.T) {
 		forged := func(i int) []byte {
@@ -116,6 +151,19 @@ func TestJournal(t *testing.T) {
 			t.Errorf("%d handled events are still journaled", n)
 		}
 	})
+}
+
+// waitListening waits until bubbled's appservice listener accepts
+// connections (startBubbled may see the previous run's start line).
+func (e *env) waitListening() {
+	e.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.asPort)); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	e.t.Fatalf("the appservice listener never came up; log:\n%s", e.tail())
 }
 
 // hsToken reads the homeserver's token from the registration.
