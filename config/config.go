@@ -100,6 +100,10 @@ type Network struct {
 	Fallback Fallback `yaml:"fallback"`
 	// RCS is the RCS provider (a business messaging agent); off by default.
 	RCS RCS `yaml:"rcs"`
+	// Contacts names ghosts from CardDAV or a vCard file; off by default.
+	Contacts Contacts `yaml:"contacts"`
+	// Privacy says what happens to SMS from strangers (default: a room each).
+	Privacy Privacy `yaml:"privacy"`
 }
 
 // RCS is network.rcs: the RCS route through a provider's REST API.
