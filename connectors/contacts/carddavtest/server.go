@@ -110,7 +110,9 @@ func (s *Server) Queries() int { s.mu.Lock(); defer s.mu.Unlock(); return s.quer
 // backend is the carddav.Backend over the server's map.
 type backend struct{ s *Server }
 
-func (b *backend) CurrentUserPrincipal(ctx context.Context) (string, error) { return PrincipalPath, nil }
+func (b *backend) CurrentUserPrincipal(ctx context.Context) (string, error) {
+	return PrincipalPath, nil
+}
 func (b *backend) AddressBookHomeSetPath(ctx context.Context) (string, error) {
 	return HomePath, nil
 }
