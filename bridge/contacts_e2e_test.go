@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -108,7 +109,7 @@ func TestQuarantineAccept(t *testing.T) {
 	if err := e.sim.Deliver(stranger, "who is this?"); err != nil {
 		t.Fatal(err)
 	}
-	_, qroom := alice.waitMessage(60*time.Second, sghost, func(b string) bool { return strings.HasSuffix(b, ": who is this?") })
+	held, qroom := alice.waitMessage(60*time.Second, sghost, func(b string) bool { return strings.HasSuffix(b, ": who is this?") })
 	alice.waitRoomName(qroom, func(n string) bool { return strings.HasPrefix(n, "Unknown senders") }, 30*time.Second)
 
 	if err := e.sim.Deliver(contactNumber, "hello from Ann"); err != nil {
@@ -136,11 +137,148 @@ func TestQuarantineAccept(t *testing.T) {
 		}
 		return false
 	})
+	alice.waitRedacted(qroom, held.ID, 60*time.Second)
 	if err := e.sim.Deliver(stranger, "thanks for accepting"); err != nil {
 		t.Fatal(err)
 	}
 	_, next := alice.waitMessage(60*time.Second, sghost, func(b string) bool { return strings.Contains(b, "thanks for accepting") })
 	if next != own {
 		t.Errorf("after accept the stranger's SMS went to %s, want their own room %s", next, own)
+	}
+}
+
+// waitRedacted waits until an event is redacted (as a disappearing message is).
+func (u *user) waitRedacted(room id.RoomID, evt id.EventID, timeout time.Duration) {
+	u.t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		got, err := u.cli.GetEvent(context.Background(), room, evt)
+		if err == nil && (got.Unsigned.RedactedBecause != nil || len(got.Content.Raw) == 0) {
+			return
+		}
+	}
+	u.t.Fatalf("event %s in %s was not redacted", evt, room)
+}
+
+// TestGateCodesBlockDrop: a named sender's code lands in the Codes room and
+// disappears after codes_ttl; with unknown_senders: drop a stranger's SMS
+// and a configured-blocked contact's SMS never reach Matrix (yet leave the
+// SIM: they are stored and acknowledged); block and unblock work per user.
+func TestGateCodesBlockDrop(t *testing.T) {
+	const stranger = "+15550003333"
+	e, srv := contactsEnv(t, fmt.Sprintf("  privacy:\n    unknown_senders: drop\n    blocked: [%q]\n    codes_ttl: 1m\n", contactNumber))
+	srv.Put("bob", "Bob", "+15550005555")
+	alice := e.newUser("alice")
+	e.login(alice)
+	bob := ghostMXID("+15550005555")
+
+	if err := e.sim.Deliver("BANK", "Your code is 123456"); err != nil {
+		t.Fatal(err)
+	}
+	code, codes := alice.waitMessage(60*time.Second, "@sms_alpha_bank:localhost", func(b string) bool { return b == "Your code is 123456" })
+	alice.waitRoomName(codes, func(n string) bool { return strings.HasPrefix(n, "Codes") }, 30*time.Second)
+	if code.Content.Raw["com.beeper.disappearing_timer"] == nil {
+		t.Errorf("the code has no disappearing timer: %v", code.Content.Raw)
+	}
+
+	for _, from := range []string{stranger, contactNumber} {
+		if err := e.sim.Deliver(from, "should not show from "+from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.sim.Deliver("+15550005555", "bob was here"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(60*time.Second, bob, func(b string) bool { return b == "bob was here" })
+	if dump := alice.dump(); strings.Contains(dump, "should not show") {
+		t.Errorf("a dropped or blocked SMS reached Matrix:%s", dump)
+	}
+	if n := e.sim.Stored(); n != 0 {
+		t.Errorf("the SIM still holds %d messages: dropped SMS must still be taken and acknowledged", n)
+	}
+
+	mgmt := alice.managementRoom()
+	alice.command(mgmt, "block +1 555 000 5555", 30*time.Second, func(b string) bool { return strings.HasPrefix(b, "Blocked") })
+	alice.command(mgmt, "unblock "+contactNumber, 30*time.Second, func(b string) bool { return strings.Contains(b, "network.privacy.blocked") })
+	if err := e.sim.Deliver("+15550005555", "bob blocked"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLog("the blocked SMS", 60*time.Second, func(l string) bool { return strings.Contains(l, "kept an SMS out of Matrix") && strings.Contains(l, "blocked") })
+	alice.command(mgmt, "unblock +15550005555", 30*time.Second, func(b string) bool { return strings.HasPrefix(b, "Unblocked") })
+	if err := e.sim.Deliver("+15550005555", "bob is back"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(60*time.Second, bob, func(b string) bool { return b == "bob is back" })
+	if alice.count(bob, "bob blocked") != 0 {
+		t.Errorf("the SMS sent while blocked reached Matrix")
+	}
+
+	alice.waitRedacted(codes, code.ID, 3*time.Minute)
+}
+
+// TestQuarantineBelongsToOwner: two users, one line each. Each line's
+// strangers wait in its owner's Unknown senders room; bob's accept moves
+// only his, and bob, invited into alice's room, cannot accept there.
+func TestQuarantineBelongsToOwner(t *testing.T) {
+	const stranger = "+15550003333"
+	srv := carddavtest.New("op", "pw")
+	t.Cleanup(srv.Close)
+	e := newEnvWith(t, envOptions{
+		sim:     modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		second:  true,
+		network: fmt.Sprintf("  contacts:\n    carddav:\n      url: %s\n      username: op\n      password: pw\n  privacy:\n    unknown_senders: quarantine\n", srv.URL()),
+	})
+	alice, bob := e.newUser("alice"), e.newUser("bob")
+	mgmt := map[*user]id.RoomID{}
+	for _, u := range []struct {
+		u    *user
+		line string
+	}{{alice, "sim0"}, {bob, "sim1"}} {
+		resp, err := u.u.cli.CreateRoom(context.Background(), &mautrix.ReqCreateRoom{Invite: []id.UserID{botMXID}, IsDirect: true, Preset: "trusted_private_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.u.waitJoined(resp.RoomID, botMXID)
+		mgmt[u.u] = resp.RoomID
+		// The first login picks sim0 from the list; the second gets the modem left.
+		reply := u.u.command(resp.RoomID, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, u.line) || strings.Contains(b, "Logged in") })
+		if !strings.Contains(reply, "Logged in") {
+			u.u.command(resp.RoomID, u.line, 60*time.Second, func(b string) bool { return strings.Contains(b, "Logged in") })
+		}
+	}
+	sghost := ghostMXID(stranger)
+	if err := e.sim.Deliver(stranger, "to alice"); err != nil {
+		t.Fatal(err)
+	}
+	_, aliceQ := alice.waitMessage(60*time.Second, sghost, func(b string) bool { return strings.HasSuffix(b, ": to alice") })
+	if err := e.sim2.Deliver(stranger, "to bob"); err != nil {
+		t.Fatal(err)
+	}
+	_, bobQ := bob.waitMessage(60*time.Second, sghost, func(b string) bool { return strings.HasSuffix(b, ": to bob") })
+	if aliceQ == bobQ {
+		t.Fatalf("both users share one Unknown senders room")
+	}
+
+	if _, err := alice.cli.InviteUser(context.Background(), aliceQ, &mautrix.ReqInviteUser{UserID: bob.cli.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitJoined(aliceQ, bob.cli.UserID)
+	bob.command(aliceQ, "!sms accept "+stranger, 60*time.Second, func(b string) bool { return strings.Contains(b, "belongs to another user's line") })
+
+	bob.command(mgmt[bob], "accept "+stranger, 60*time.Second, func(b string) bool { return strings.Contains(b, "1 quarantined message") })
+	bob.waitFor("bob's stranger in their own room", 60*time.Second, func() bool {
+		for room, evts := range bob.messages {
+			for _, evt := range evts {
+				if room != bobQ && evt.Sender == sghost && evt.Content.AsMessage().Body == "to bob" {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if err := e.sim.Deliver(stranger, "alice still quarantines"); err != nil {
+		t.Fatal(err)
+	}
+	if _, room := alice.waitMessage(60*time.Second, sghost, func(b string) bool { return strings.HasSuffix(b, "alice still quarantines") }); room != aliceQ {
+		t.Errorf("bob's accept let the stranger into alice's rooms (%s, want %s)", room, aliceQ)
 	}
 }
