@@ -128,6 +128,9 @@ func (c *Connector) GetDBMetaTypes() database.MetaTypes {
 
 // generalCaps are bubbled's network-wide capabilities.
 var generalCaps = &bridgev2.NetworkGeneralCapabilities{
+	// DisappearingMessages runs bridgev2's disappearing loop, which empties
+	// the Codes rooms (network.privacy.codes_ttl).
+	DisappearingMessages: true,
 	Provisioning: bridgev2.ProvisioningCapabilities{
 		ResolveIdentifier: bridgev2.ResolveIdentifierCapabilities{
 			CreateDM:       true,
