@@ -73,6 +73,12 @@ func merge(books ...Book) Book {
 // left out; problems describes each left-out number or photo. When two cards
 // share a number the first keeps it.
 func FromCards(cards []vcard.Card, region string) (book Book, problems []string) {
+	return fromCards(cards, region, func(raw string) (string, error) { return phone.Parse(raw, region) })
+}
+
+// fromCards is FromCards with the number parser given, so that a syncer
+// can remember numbers it parsed before (most of the work of a sync).
+func fromCards(cards []vcard.Card, region string, parse func(string) (string, error)) (book Book, problems []string) {
 	book = Book{}
 	for _, card := range cards {
 		name := cardName(card)
@@ -88,7 +94,7 @@ func FromCards(cards []vcard.Card, region string) (book Book, problems []string)
 		}
 		for _, f := range card[vcard.FieldTelephone] {
 			raw := strings.TrimPrefix(strings.TrimSpace(f.Value), "tel:")
-			e164, err := phone.Parse(raw, region)
+			e164, err := parse(raw)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s: number %s left out: not a phone number in region %s", name, phone.Mask(raw), region))
 				continue

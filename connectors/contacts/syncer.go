@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/bubbled/bubbled/connectors/phone"
 )
 
 const defaultHTTPTimeout = 30 * time.Second
@@ -46,7 +48,10 @@ type Syncer struct {
 
 	mu     sync.RWMutex
 	book   Book            // guarded by mu
-	bySrc  map[string]Book // last good book of each source; owned by the sync caller (syncMu)
+	bySrc  map[string]Book // last good book of each source; guarded by syncMu
+	// numbers remembers how raw TEL values parsed, so that a sync of an
+	// unchanged address book parses nothing again; guarded by syncMu.
+	numbers map[string]parsed
 	syncMu sync.Mutex      // one sync at a time
 
 	cancel context.CancelFunc
@@ -64,8 +69,29 @@ func New(opts Options) *Syncer {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
-	return &Syncer{opts: opts, book: Book{}, bySrc: map[string]Book{}}
+	return &Syncer{opts: opts, book: Book{}, bySrc: map[string]Book{}, numbers: map[string]parsed{}}
 }
+
+type parsed struct {
+	e164 string
+	err  error
+}
+
+// parse is phone.Parse in the default region, remembered. Called with syncMu held.
+func (s *Syncer) parse(raw string) (string, error) {
+	if p, ok := s.numbers[raw]; ok {
+		return p.e164, p.err
+	}
+	if len(s.numbers) > maxRemembered {
+		clear(s.numbers)
+	}
+	e164, err := phone.Parse(raw, s.opts.Region)
+	s.numbers[raw] = parsed{e164, err}
+	return e164, err
+}
+
+// maxRemembered bounds the numbers a syncer remembers.
+const maxRemembered = 100_000
 
 // Book returns the current book (never nil; do not modify it).
 func (s *Syncer) Book() Book {
@@ -113,7 +139,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", src.Name(), err))
 			continue
 		}
-		book, problems := FromCards(cards, s.opts.Region)
+		book, problems := fromCards(cards, s.opts.Region, s.parse)
 		for _, p := range problems {
 			log.Debug("left out part of a contact", zap.String("problem", p))
 		}
