@@ -203,7 +203,9 @@ func TestGateCodesBlockDrop(t *testing.T) {
 	if err := e.sim.Deliver("+15550005555", "bob blocked"); err != nil {
 		t.Fatal(err)
 	}
-	e.waitLog("the blocked SMS", 60*time.Second, func(l string) bool { return strings.Contains(l, "kept an SMS out of Matrix") && strings.Contains(l, "blocked") })
+	e.waitLog("the blocked SMS", 60*time.Second, func(l string) bool {
+		return strings.Contains(l, "kept an SMS out of Matrix") && strings.Contains(l, "blocked")
+	})
 	alice.command(mgmt, "unblock +15550005555", 30*time.Second, func(b string) bool { return strings.HasPrefix(b, "Unblocked") })
 	if err := e.sim.Deliver("+15550005555", "bob is back"); err != nil {
 		t.Fatal(err)

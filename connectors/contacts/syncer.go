@@ -46,13 +46,13 @@ type Options struct {
 type Syncer struct {
 	opts Options
 
-	mu     sync.RWMutex
-	book   Book            // guarded by mu
-	bySrc  map[string]Book // last good book of each source; guarded by syncMu
+	mu    sync.RWMutex
+	book  Book            // guarded by mu
+	bySrc map[string]Book // last good book of each source; guarded by syncMu
 	// numbers remembers how raw TEL values parsed, so that a sync of an
 	// unchanged address book parses nothing again; guarded by syncMu.
 	numbers map[string]parsed
-	syncMu sync.Mutex      // one sync at a time
+	syncMu  sync.Mutex // one sync at a time
 
 	cancel context.CancelFunc
 	done   chan struct{}
