@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/connectors/contacts/carddavtest"
+	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
@@ -122,7 +123,8 @@ func TestQuarantineAccept(t *testing.T) {
 
 	e.stopBubbled()
 	e.startBubbled()
-	alice.command(alice.managementRoom(), "accept "+stranger, 60*time.Second, func(b string) bool {
+	_, mgmt := alice.waitMessage(time.Second, botMXID, func(b string) bool { return strings.HasPrefix(b, "Logged in") })
+	alice.command(mgmt, "accept "+stranger, 60*time.Second, func(b string) bool {
 		return strings.HasPrefix(b, "Accepted") && strings.Contains(b, "1 quarantined message")
 	})
 	var own id.RoomID
@@ -197,15 +199,16 @@ func TestGateCodesBlockDrop(t *testing.T) {
 		t.Errorf("the SIM still holds %d messages: dropped SMS must still be taken and acknowledged", n)
 	}
 
-	mgmt := alice.managementRoom()
+	_, mgmt := alice.waitMessage(time.Second, botMXID, func(b string) bool { return strings.HasPrefix(b, "Logged in") })
 	alice.command(mgmt, "block +1 555 000 5555", 30*time.Second, func(b string) bool { return strings.HasPrefix(b, "Blocked") })
 	alice.command(mgmt, "unblock "+contactNumber, 30*time.Second, func(b string) bool { return strings.Contains(b, "network.privacy.blocked") })
 	if err := e.sim.Deliver("+15550005555", "bob blocked"); err != nil {
 		t.Fatal(err)
 	}
 	e.waitLog("the blocked SMS", 60*time.Second, func(l string) bool {
-		return strings.Contains(l, "kept an SMS out of Matrix") && strings.Contains(l, "blocked")
+		return strings.Contains(l, "kept an SMS out of Matrix") && strings.Contains(l, `"blocked"`) && strings.Contains(l, phone.Mask("+15550005555"))
 	})
+
 	alice.command(mgmt, "unblock +15550005555", 30*time.Second, func(b string) bool { return strings.HasPrefix(b, "Unblocked") })
 	if err := e.sim.Deliver("+15550005555", "bob is back"); err != nil {
 		t.Fatal(err)
