@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-vcard"
 	"go.mau.fi/util/dbutil"
@@ -206,3 +207,52 @@ func FuzzReadCards(f *testing.F) {
 }
 
 var _ = vcard.FieldTelephone
+
+// TestSyncerLoop: Start first publishes the stored names, then syncs on
+// its interval until Stop.
+func TestSyncerLoop(t *testing.T) {
+	ctx := context.Background()
+	srv := carddavtest.New("u", "p")
+	defer srv.Close()
+	db := newDB(t)
+	if err := contacts.NewDBStore(db).Save(ctx, "carddav", contacts.Book{"+12015550123": {Name: "Stored Ann"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetDown(true)
+	got := make(chan []string, 16)
+	s := contacts.New(contacts.Options{
+		Sources:  []contacts.Source{&contacts.CardDAV{URL: srv.URL(), Username: "u", Password: "p"}},
+		Region:   "US",
+		Interval: 20 * time.Millisecond,
+		Store:    contacts.NewDBStore(db),
+		OnChange: func(_ context.Context, changed []string) { got <- changed },
+	})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-got:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no change for %s", what)
+		}
+	}
+	wait("the stored names")
+	if c, _ := s.Lookup("+12015550123"); c.Name != "Stored Ann" {
+		t.Fatalf("stored name not loaded: %+v", c)
+	}
+	srv.SetDown(false)
+	srv.Put("ann", "Server Ann", "+12015550123")
+	wait("the server's names")
+	if c, _ := s.Lookup("+12015550123"); c.Name != "Server Ann" {
+		t.Errorf("after the server came back Ann is %+v", c)
+	}
+	s.Stop()
+	n := srv.Queries()
+	time.Sleep(100 * time.Millisecond)
+	if srv.Queries() != n {
+		t.Errorf("the syncer kept querying after Stop")
+	}
+}
