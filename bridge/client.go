@@ -339,6 +339,9 @@ func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool 
 
 // GetChatInfo describes a contact's portal: a DM between the line and the contact.
 func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+	if info := cl.gateChatInfo(portal); info != nil {
+		return info, nil
+	}
 	contact := networkid.UserID(portal.ID)
 	return &bridgev2.ChatInfo{
 		Type: ptr(database.RoomTypeDM),
@@ -353,9 +356,9 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 	}, nil
 }
 
-// GetUserInfo names a ghost by its formatted number.
+// GetUserInfo names a ghost after its contact, else by its formatted number.
 func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
-	return userInfoFor(ghost.ID), nil
+	return cl.conn.userInfo(ghost.ID), nil
 }
 
 func userInfoFor(uid networkid.UserID) *bridgev2.UserInfo {
@@ -382,7 +385,7 @@ func (cl *Client) ResolveIdentifier(ctx context.Context, identifier string, crea
 	if err != nil {
 		return nil, fmt.Errorf("get ghost of %s: %w", phone.Mask(e164), err)
 	}
-	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: uid, UserInfo: userInfoFor(uid)}
+	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: uid, UserInfo: cl.conn.userInfo(uid)}
 	if createChat {
 		key := PortalKeyFor(uid, cl.login.ID)
 		portal, err := cl.conn.br.GetPortalByKey(ctx, key)

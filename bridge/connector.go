@@ -23,7 +23,9 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/contacts"
 	"github.com/bubbled/bubbled/connectors/directory"
+	"github.com/bubbled/bubbled/connectors/gate"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
@@ -43,6 +45,8 @@ type Connector struct {
 	rcs      *rcs.Transport      // nil without network.rcs.provider
 	rcsHook  *rcs.WebhookHandler // nil without network.rcs.provider
 	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
+	contacts *contacts.Syncer    // nil without network.contacts sources
+	gate     *gate.Gate
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -68,6 +72,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.br = br
 	if proc, ok := br.Commands.(*commands.Processor); ok {
 		c.addCommands(proc)
+		c.addGateCommands(proc)
 	}
 }
 
@@ -81,6 +86,12 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := upgradeConfirmWaits(ctx, c.br.DB.Database); err != nil {
 		return err
 	}
+	if err := c.startContacts(ctx); err != nil {
+		return err
+	}
+	if err := c.startGate(ctx); err != nil {
+		return err
+	}
 	return c.startRouter(ctx)
 }
 
@@ -91,6 +102,9 @@ func (c *Connector) Stop() {
 	}
 	if c.rcsHook != nil {
 		c.rcsHook.Stop()
+	}
+	if c.contacts != nil {
+		c.contacts.Stop()
 	}
 }
 
@@ -117,6 +131,9 @@ func (c *Connector) GetDBMetaTypes() database.MetaTypes {
 
 // generalCaps are bubbled's network-wide capabilities.
 var generalCaps = &bridgev2.NetworkGeneralCapabilities{
+	// DisappearingMessages runs bridgev2's disappearing loop, which empties
+	// the Codes rooms (network.privacy.codes_ttl).
+	DisappearingMessages: true,
 	Provisioning: bridgev2.ProvisioningCapabilities{
 		ResolveIdentifier: bridgev2.ResolveIdentifierCapabilities{
 			CreateDM:       true,

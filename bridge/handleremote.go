@@ -32,17 +32,21 @@ import (
 // outcome makes the line keep it and try again later, so nothing is lost.
 func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 	sender := UserIDForSender(m.From, cl.conn.cfg.DefaultRegion)
+	key, convert, skip, err := cl.gateSMS(ctx, m, sender)
+	if err != nil || skip {
+		return err
+	}
 	evt := &simplevent.Message[*sms.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:         bridgev2.RemoteEventMessage,
-			PortalKey:    PortalKeyFor(sender, cl.login.ID),
+			PortalKey:    key,
 			CreatePortal: true,
 			Sender:       bridgev2.EventSender{Sender: sender},
 			Timestamp:    m.Time,
 		},
 		Data:               m,
 		ID:                 networkid.MessageID(m.ID),
-		ConvertMessageFunc: convertSMS,
+		ConvertMessageFunc: convert,
 	}
 	res := cl.login.QueueRemoteEvent(evt)
 	if err := remoteEventError(res); err != nil {

@@ -102,6 +102,10 @@ type Network struct {
 	RCS RCS `yaml:"rcs"`
 	// Listener bounds what requests to the appservice listener may cost.
 	Listener Listener `yaml:"listener"`
+	// Contacts names ghosts from CardDAV or a vCard file; off by default.
+	Contacts Contacts `yaml:"contacts"`
+	// Privacy says what happens to SMS from strangers (default: a room each).
+	Privacy Privacy `yaml:"privacy"`
 }
 
 // Listener is network.listener: limits of the appservice listener, which

@@ -213,6 +213,33 @@ func TestLoadProblems(t *testing.T) {
 			want: [][]string{{"network.listener.idle_timeout:", "10ms", "BUBBLED_NETWORK__LISTENER__IDLE_TIMEOUT"}},
 		},
 		{
+			name: "bad contacts and privacy",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "            url: \"\"\n            # HTTP basic auth", "            url: ftp://dav.example.org\n            # HTTP basic auth",
+					"            password: \"\"\n", "            password: hunter2-secret\n",
+					"sync_interval: 15m", "sync_interval: 0s",
+					"unknown_senders: room", "unknown_senders: maybe",
+					"blocked: []", "blocked: [\"call me\"]",
+					"codes_ttl: 0s", "codes_ttl: 5s")
+			},
+			want: [][]string{
+				{"network.contacts.carddav.url:", `"ftp://dav.example.org"`, "is not an http(s) URL"},
+				{"network.contacts.carddav.username:", "is given without a password, or a password without it"},
+				{"network.contacts.sync_interval:", "is shorter than 1s"},
+				{"network.privacy.unknown_senders:", `"maybe"`, "write room, quarantine or drop"},
+				{"network.privacy.blocked[0]:", `"call me"`, "is not a phone number"},
+				{"network.privacy.codes_ttl:", "5s", "write e.g. 24h"},
+			},
+			notWant: []string{"hunter2-secret"},
+		},
+		{
+			name: "quarantine without contacts",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "unknown_senders: room", "unknown_senders: quarantine")
+			},
+			want: [][]string{{"network.privacy.unknown_senders:", `"quarantine"`, "needs contacts", "set network.contacts.carddav.url"}},
+		},
+		{
 			name: "unknown rcs provider",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `provider: ""`, `provider: carrier-pigeon`)

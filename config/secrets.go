@@ -100,7 +100,7 @@ func isSecretKey(path []string) bool {
 			return true
 		}
 	}
-	return key == "analytics.token" || key == "network.modems.pin" ||
+	return key == "analytics.token" || key == "network.modems.pin" || key == "network.contacts.carddav.password" ||
 		strings.HasPrefix(key, "double_puppet.secrets")
 }
 

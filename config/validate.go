@@ -288,6 +288,7 @@ func (c *Config) validateNetwork(ch *checker) {
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
 	c.validateRCS(ch)
+	c.validateContacts(ch, region)
 }
 
 func (c *Config) validateRCS(ch *checker) {
