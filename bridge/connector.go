@@ -89,6 +89,9 @@ func (c *Connector) Stop() {
 	if c.rcsHook != nil {
 		c.rcsHook.Stop()
 	}
+	if c.rcsMedia != nil {
+		c.rcsMedia.Stop()
+	}
 }
 
 // GetName describes the network to bridgev2.
@@ -335,6 +338,9 @@ func (c *Connector) startRCS(ctx context.Context) error {
 	mx.AS.Router.Handle(strings.TrimRight(rc.WebhookPath, "/")+"/", c.rcsHook)
 	if c.rcsMedia != nil {
 		mx.AS.Router.Handle(mediaPath, c.rcsMedia)
+		if err := c.rcsMedia.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("start the RCS media pruner: %w", err)
+		}
 	}
 	if err := c.rcsHook.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start the RCS webhook worker: %w", err)
