@@ -2,6 +2,9 @@ package at
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -213,7 +216,7 @@ func (g *guard) keep(line string) bool {
 		g.lastFinal = g.written
 		return true
 	}
-	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", Redact(line)))
+	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", LogLine(line)))
 	if final {
 		g.pending--
 		if len(g.abandoned) > 0 {
@@ -400,4 +403,30 @@ func Redact(line string) string {
 		return line[:i] + "+CPIN2=<redacted>"
 	}
 	return line
+}
+
+// LogLine is how a modem line may appear in a log line at info or above:
+// Redact's, and a PDU (a long even run of hex digits: it carries a number
+// and a text in semi-octets no log mask recognises) only as its length and
+// the first 12 hex digits of the SHA-256 of its hex form.
+func LogLine(line string) string {
+	if !isHexPDU(line) {
+		return Redact(line)
+	}
+	sum := sha256.Sum256([]byte(line))
+	return fmt.Sprintf("<PDU of %d bytes, sha256 %s>", len(line)/2, hex.EncodeToString(sum[:6]))
+}
+
+// isHexPDU reports whether line looks like a PDU: at least 12 bytes of hex.
+func isHexPDU(line string) bool {
+	if len(line) < 24 || len(line)%2 != 0 {
+		return false
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
