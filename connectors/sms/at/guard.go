@@ -143,8 +143,24 @@ func (g *guard) process() {
 			g.skip = false
 			continue
 		}
-		if g.keep(strings.TrimSpace(string(raw))) {
-			g.out = append(g.out, raw...)
+		// at is handed the line exactly as the guard classified it:
+		// trimmed, so that " OK" or "\rOK" (stray CRs and spaces of some
+		// modems) is a final result for both or for neither, and empty
+		// lines, which at ignores, not at all.
+		line := strings.TrimSpace(string(raw))
+		for strings.HasPrefix(line, ">") {
+			// at's scanner takes a leading '>' for the +CMGS prompt
+			// whatever follows it: so does the guard.
+			if g.keep(">") {
+				g.out = append(g.out, '>', ' ')
+			}
+			line = strings.TrimSpace(line[1:])
+		}
+		if line == "" {
+			continue
+		}
+		if g.keep(line) {
+			g.out = append(append(g.out, line...), '\r', '\n')
 		}
 	}
 	switch {
