@@ -163,13 +163,16 @@ func (g *guard) process() {
 			g.out = append(append(g.out, line...), '\r', '\n')
 		}
 	}
-	switch {
-	case len(g.buf) > 0 && g.buf[0] == '>' && !g.skip:
-		// The "> " prompt of +CMGS comes without a line end.
+	for len(g.buf) > 0 && g.buf[0] == '>' && !g.skip {
+		// The "> " prompt of +CMGS comes without a line end. at takes
+		// the '>' and the spaces after it; what follows (a stray CR, the
+		// start of a line) stays here to be read as a line of its own.
 		if g.keep(">") {
-			g.out = append(g.out, g.buf...)
+			g.out = append(g.out, '>', ' ')
 		}
-		g.buf = nil
+		g.buf = bytes.TrimLeft(g.buf[1:], " \r")
+	}
+	switch {
 	case len(g.buf) > maxLine:
 		if !g.skip {
 			g.log.Debug("dropped overlong line from modem", zap.Int("bytes", len(g.buf)))
