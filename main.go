@@ -87,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
+	restrictFileModes()
 	if f.showVersion {
 		fmt.Fprintf(stdout, "bubbled %s (%s, mautrix bridgev2)\n", Version, runtime.Version())
 		return exitOK
@@ -111,6 +112,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = zl.Sync() }()
 	return serve(cfg, f, zl)
+}
+
+// restrictFileModes makes every file bubbled creates from now on private to
+// its user (umask 077): the SQLite database with its -wal and -shm files
+// (messages, RCS media, crypto keys), the config and the registration. The
+// SQLite driver opens them with 0644, so without this they are
+// world-readable.
+func restrictFileModes() {
+	syscall.Umask(0o077)
 }
 
 // serve runs the bridge until a signal or a takeover and returns the exit

@@ -106,6 +106,9 @@ func (c *Connector) Stop() {
 	if c.contacts != nil {
 		c.contacts.Stop()
 	}
+	if c.rcsMedia != nil {
+		c.rcsMedia.Stop()
+	}
 }
 
 // GetName describes the network to bridgev2.
@@ -355,6 +358,9 @@ func (c *Connector) startRCS(ctx context.Context) error {
 	mx.AS.Router.Handle(strings.TrimRight(rc.WebhookPath, "/")+"/", c.rcsHook)
 	if c.rcsMedia != nil {
 		mx.AS.Router.Handle(mediaPath, c.rcsMedia)
+		if err := c.rcsMedia.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("start the RCS media pruner: %w", err)
+		}
 	}
 	if err := c.rcsHook.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start the RCS webhook worker: %w", err)

@@ -181,6 +181,9 @@ func TestRCSRoute(t *testing.T) {
 	if got.StatusCode != 200 || !bytes.Equal(gotBytes, image) || got.Header.Get("Content-Type") != "image/png" {
 		t.Errorf("the provider fetched HTTP %d %q, %d bytes; want the decrypted image", got.StatusCode, got.Header.Get("Content-Type"), len(gotBytes))
 	}
+	if h := got.Header; h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Content-Disposition") != "attachment" {
+		t.Errorf("the file was served with %v; want nosniff and Content-Disposition attachment", h)
+	}
 	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "DELIVERED", rcs.MessageID(string(fileEvt.EventID), 0)); err != nil || res.Status != 200 {
 		t.Fatalf("push DELIVERED: %+v %v", res, err)
 	}

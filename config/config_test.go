@@ -1051,6 +1051,10 @@ func TestKeyString(t *testing.T) {
 	}
 }
 
+// FuzzLoad: arbitrary YAML gives an error naming key and reason, or a
+// valid config that loads again from the file Load wrote back; never a
+// panic. Seeds here and in testdata/fuzz/FuzzLoad run with plain go test;
+// fuzz with `go test -tags goolm -run '^$' -fuzz '^FuzzLoad$' ./config/`.
 func FuzzLoad(f *testing.F) {
 	f.Add(minimalConfig)
 	f.Add(exampleConfig(f))
@@ -1067,7 +1071,22 @@ func FuzzLoad(f *testing.F) {
 		}
 		cfg, err := Load(path, LoadOptions{})
 		if err != nil {
+			// Every refusal says what is wrong, and where.
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				for _, p := range ve.Problems {
+					if p.Key == "" || p.Reason == "" {
+						t.Fatalf("problem without key or reason: %+v", p)
+					}
+				}
+			}
+			if strings.TrimSpace(err.Error()) == "" {
+				t.Fatal("empty error")
+			}
 			return
+		}
+		if cfg == nil {
+			t.Fatal("Load returned neither a config nor an error")
 		}
 		// A config that loaded must load again, unchanged.
 		again, err := Load(path, LoadOptions{})

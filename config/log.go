@@ -44,7 +44,8 @@ func (l Log) ZerologLevel() zerolog.Level {
 // NewLogger builds the process logger from the log section: console
 // (human-readable, coloured levels) or JSON lines on stderr, at the given
 // level, ISO 8601 timestamps, no sampling. Errors get a stack trace only
-// at error level and above in console format.
+// at error level and above in console format. Phone numbers in lines at
+// info and above are masked ([MaskingCore]).
 func NewLogger(l Log) (*zap.Logger, error) {
 	var enc zapcore.EncoderConfig
 	var encoding string
@@ -73,7 +74,7 @@ func NewLogger(l Log) (*zap.Logger, error) {
 		ErrorOutputPaths:  []string{"stderr"},
 		DisableStacktrace: encoding == "json",
 	}
-	log, err := zc.Build()
+	log, err := zc.Build(zap.WrapCore(MaskingCore))
 	if err != nil {
 		return nil, fmt.Errorf("build logger: %w", err)
 	}
@@ -86,9 +87,14 @@ func NewLogger(l Log) (*zap.Logger, error) {
 // panics itself), and every other field under its own name. Events below
 // level are dropped before encoding. Use it for bridgev2.NewBridge and
 // dbutil.ZeroLogger. Caller annotation is off for these events (it would
-// point at the adapter). Safe for concurrent use, as z is.
+// point at the adapter). mautrix puts phone numbers in its fields
+// (portal_id, portal_receiver, user_login, ghost user IDs, room names), so
+// the events go through [MaskingCore] (once, if z already masks): at info
+// and above every number shows only its last two digits. Safe for
+// concurrent use, as z is.
 func ZerologToZap(z *zap.Logger, level zerolog.Level) zerolog.Logger {
-	return zerolog.New(zapWriter{z: z.WithOptions(zap.WithCaller(false))}).Level(level)
+	z = z.WithOptions(zap.WithCaller(false), zap.WrapCore(MaskingCore))
+	return zerolog.New(zapWriter{z: z}).Level(level)
 }
 
 // zapWriter is the zerolog.LevelWriter behind ZerologToZap.

@@ -127,8 +127,12 @@ func randomToken() string {
 // otherwise the YAML node tree is edited and re-encoded (comments kept,
 // indentation normalised). The result is checked to differ from the
 // original only by the secrets, then replaces the file atomically with
-// mode 0600.
+// mode 0600. A file the operator made read-only is never replaced
+// ([ErrReadOnlyConfig]).
 func persistSecrets(path string, data []byte, pending []pendingSecret) error {
+	if err := checkWritable(path, pending); err != nil {
+		return err
+	}
 	out, err := applySecrets(data, pending, true)
 	if err == nil {
 		err = checkOnlySecretsChanged(data, out, pending)
@@ -144,6 +148,44 @@ func persistSecrets(path string, data []byte, pending []pendingSecret) error {
 		}
 	}
 	return writeFileAtomic(path, out, 0o600)
+}
+
+// ErrReadOnlyConfig is wrapped by [Load] and GenerateRegistration when
+// generated secrets would have to be written into a config file that is not
+// writable (read-only mode bits, or not writable by this user).
+var ErrReadOnlyConfig = errors.New("the config file is read-only")
+
+// checkWritable refuses to replace a config file the operator made
+// read-only. The rename in writeFileAtomic needs only a writable directory,
+// so it would replace the file behind a chmod 0444 (and root may write any
+// file), hence the mode bits are checked as well as an open for writing.
+func checkWritable(path string, pending []pendingSecret) error {
+	target := path
+	if t, err := filepath.EvalSymlinks(path); err == nil {
+		target = t
+	}
+	fi, err := os.Stat(target)
+	if err != nil {
+		return fmt.Errorf("check the config file: %w", err)
+	}
+	refuse := fi.Mode().Perm()&0o222 == 0
+	if !refuse {
+		f, err := os.OpenFile(target, os.O_WRONLY, 0)
+		if err != nil {
+			refuse = errors.Is(err, os.ErrPermission)
+		} else {
+			_ = f.Close()
+		}
+	}
+	if !refuse {
+		return nil
+	}
+	keys := make([]string, len(pending))
+	for i, p := range pending {
+		keys[i] = keyString(p.path) + " (or " + envName(p.path) + ")"
+	}
+	return fmt.Errorf("%w (mode %#o): bubbled will not replace it with generated secrets; set %s to random values yourself, or make the file writable for one start",
+		ErrReadOnlyConfig, fi.Mode().Perm(), strings.Join(keys, ", "))
 }
 
 func applySecrets(data []byte, pending []pendingSecret, text bool) ([]byte, error) {

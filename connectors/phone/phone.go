@@ -123,3 +123,80 @@ func Mask(s string) string {
 	}
 	return b.String()
 }
+
+// MinMaskedDigits is the fewest digits MaskText takes for a phone number:
+// shorter runs (short codes, years, counts) stay as they are.
+const MinMaskedDigits = 7
+
+// MaskText applies Mask to every phone number in free text (a log message,
+// an error, a Matrix ID like "@sms_15551234567:example.org", a room name like
+// "+1 555-123-4567"): each run of at least MinMaskedDigits digits, with an
+// optional leading '+' and single spaces, hyphens or parentheses between
+// the digits, keeps its last two digits and its separators. Dots do not
+// join digits (IP addresses and decimals stay readable), nor does a date
+// (2026-12-06) count as a number. Text without a number is returned as it
+// is, without allocating. Masked text is a fixed point:
+// MaskText(MaskText(s)) == MaskText(s).
+func MaskText(s string) string {
+	var b []byte // nil until the first number
+	last := 0    // s[last:] is not yet copied into b
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		end, digits := numberRun(s, i)
+		if digits < MinMaskedDigits || isDate(s[i:end]) {
+			i = end
+			continue
+		}
+		if b == nil {
+			b = make([]byte, 0, len(s))
+		}
+		b = append(b, s[last:i]...)
+		b = append(b, Mask(s[i:end])...)
+		last, i = end, end
+	}
+	if b == nil {
+		return s
+	}
+	return string(append(b, s[last:]...))
+}
+
+// numberRun returns the end of the digit run starting at s[i] (a digit)
+// and its number of digits. A separator counts only between two digits,
+// and a '(' may also open right after another separator ("+1 (555) 123").
+func numberRun(s string, i int) (end, digits int) {
+	end = i
+	for j := i; j < len(s); {
+		if isDigit(s[j]) {
+			digits++
+			j++
+			end = j
+			continue
+		}
+		k := j
+		for k < len(s) && k-j < 2 && isSeparator(s[k]) {
+			k++
+		}
+		if k == j || k >= len(s) || !isDigit(s[k]) || (k-j == 2 && s[k-1] != '(' && s[j] != ')') {
+			break
+		}
+		j = k
+	}
+	return end, digits
+}
+
+// isDate reports whether run is an ISO 8601 date, yyyy-mm-dd.
+func isDate(run string) bool {
+	if len(run) != 10 || run[4] != '-' || run[7] != '-' {
+		return false
+	}
+	return IsDigits(run[:4]) && IsDigits(run[5:7]) && IsDigits(run[8:])
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isSeparator(c byte) bool {
+	return c == ' ' || c == '-' || c == '(' || c == ')'
+}

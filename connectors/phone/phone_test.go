@@ -123,3 +123,61 @@ func TestIsDigits(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskText(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"E.164", "sent to +15551234567 now", "sent to +*********67 now"},
+		{"ghost MXID", "@sms_15551234567:example.org", "@sms_*********67:example.org"},
+		{"portal ID with line", "+15557654321|sim0", "+*********21|sim0"},
+		{"formatted room name", "+1 555-123-4567", "+* ***-***-**67"},
+		{"national with parentheses", "(555) 123-4567", "(***) ***-**67"},
+		{"international with parentheses", "+1 (555) 123-4567", "+* (***) ***-**67"},
+		{"two numbers", "+447700900123 and 15557654321", "+**********23 and *********21"},
+		{"JSON value", `{"portal_id":"+15551234567"}`, `{"portal_id":"+*********67"}`},
+		{"short code stays", "from 72404", "from 72404"},
+		{"six digits stay", "code 123456", "code 123456"},
+		{"IP address stays", "remote 192.168.100.200:8008", "remote 192.168.100.200:8008"},
+		{"dots do not join", "version 1.234.567.8", "version 1.234.567.8"},
+		{"date stays", "at 2026-12-06T15:49:18Z", "at 2026-12-06T15:49:18Z"},
+		{"double separator breaks", "1234 - 5678", "1234 - 5678"},
+		{"trailing separator kept", "call 5551234567- now", "call ********67- now"},
+		{"no digits", "BANK", "BANK"},
+		{"empty", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := MaskText(tc.in)
+			if got != tc.want {
+				t.Fatalf("MaskText(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+			if again := MaskText(got); again != got {
+				t.Fatalf("MaskText is not a fixed point: %q -> %q", got, again)
+			}
+		})
+	}
+}
+
+func FuzzMaskText(f *testing.F) {
+	for _, s := range []string{"+15551234567", "@sms_15551234567:x", "+1 (555) 123-4567", "2026-12-06", "a1b2c3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := MaskText(s)
+		if len(got) != len(s) {
+			t.Fatalf("MaskText changed the length: %q -> %q", s, got)
+		}
+		if MaskText(got) != got {
+			t.Fatalf("not a fixed point: %q -> %q -> %q", s, got, MaskText(got))
+		}
+		run := 0
+		for i := 0; i < len(got); i++ {
+			if got[i] >= '0' && got[i] <= '9' {
+				run++
+				if run >= MinMaskedDigits && !strings.Contains(s, "-") {
+					t.Fatalf("MaskText(%q) = %q still has %d digits in a row", s, got, run)
+				}
+			} else {
+				run = 0
+			}
+		}
+	})
+}

@@ -89,9 +89,21 @@ type WebhookConfig struct {
 	// (default 1 s) doubles up to Policy.Max (default 5 min).
 	Retry RetryPolicy
 	// Retention is how long processed events are kept to recognise
-	// replays; default 14 days (Google retries for up to 7).
+	// replays; default 14 days (Google retries for up to 7). A signed
+	// event whose own time (RBM sendTime, MaaP timestamp) is older than
+	// Retention less [replaySkew] is refused, since its row may be gone.
 	Retention time.Duration
+	// LogEvery is the interval of rejection logging: the first rejected
+	// request of an interval gets a line, the rest one summary line with
+	// their count; default 1 minute.
+	LogEvery time.Duration
 }
+
+// replaySkew is how far ahead of bubbled's clock a provider's event times
+// may be while replays stay recognisable: stored rows live Retention from
+// their arrival, signed events are accepted up to Retention less this from
+// their own time. Capped at half the retention for short retentions.
+const replaySkew = time.Hour
 
 // WebhookHandler receives the providers' webhooks. ServeHTTP verifies,
 // persists and acknowledges; a single worker goroutine, started by Start
@@ -105,7 +117,8 @@ type WebhookHandler struct {
 	clock fallback.Clock
 	retry RetryPolicy
 
-	wake chan struct{} // buffered 1: "new events stored"
+	wake    chan struct{} // buffered 1: "new events stored"
+	rejects *rejectLog
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // guarded by mu; set while the worker runs
@@ -175,6 +188,10 @@ func NewWebhookHandler(cfg WebhookConfig) (*WebhookHandler, error) {
 	if h.clock == nil {
 		h.clock = fallback.SystemClock{}
 	}
+	if cfg.LogEvery <= 0 {
+		h.cfg.LogEvery = time.Minute
+	}
+	h.rejects = newRejectLog(h.log, h.clock, h.cfg.LogEvery)
 	return h, nil
 }
 
@@ -336,6 +353,11 @@ func (h *WebhookHandler) accept(w http.ResponseWriter, r *http.Request, provider
 		h.reject(w, r, provider, http.StatusBadRequest, "rejected RCS webhook", parseErr)
 		return
 	}
+	if maxAge := h.maxAge(); h.clock.Now().Sub(ev.Meta().Time) > maxAge {
+		h.reject(w, r, provider, http.StatusBadRequest, "rejected signed RCS webhook older than the replay window (a replay, or the provider's clock is far off)", nil,
+			zap.Time("event_time", ev.Meta().Time), zap.Duration("max_age", maxAge))
+		return
+	}
 	if key == "" {
 		sum := sha256.Sum256(payload)
 		key = "body:" + hex.EncodeToString(sum[:16])
@@ -361,8 +383,19 @@ func (h *WebhookHandler) accept(w http.ResponseWriter, r *http.Request, provider
 	w.WriteHeader(http.StatusOK)
 }
 
-// reject answers with status and logs one line.
+// maxAge is the oldest a signed event may be: older ones may have outlived
+// their stored row, so a replay would be handled again.
+func (h *WebhookHandler) maxAge() time.Duration {
+	return h.cfg.Retention - min(replaySkew, h.cfg.Retention/2)
+}
+
+// reject answers with status and logs one line, or counts it for the
+// interval's summary line (see rejectLog).
 func (h *WebhookHandler) reject(w http.ResponseWriter, r *http.Request, provider string, status int, msg string, err error, fields ...zap.Field) {
+	if !h.rejects.allow(status, r.RemoteAddr) {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
 	fields = append(fields, zap.String("provider", provider), zap.Int("status", status),
 		zap.String("path", r.URL.Path), zap.String("remote_addr", r.RemoteAddr))
 	if err != nil {
@@ -448,10 +481,12 @@ func (h *WebhookHandler) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the worker and waits for it to exit. An event being handed
-// over is cancelled and handed over again after the next Start. Safe to
-// call more than once, and before Start.
+// Stop stops the worker and waits for it to exit, and logs the count of
+// rejections not yet summarised. An event being handed over is cancelled
+// and handed over again after the next Start. Safe to call more than once,
+// and before Start.
 func (h *WebhookHandler) Stop() {
+	h.rejects.Close()
 	h.mu.Lock()
 	cancel, done := h.cancel, h.done
 	h.cancel, h.done = nil, nil

@@ -2,6 +2,9 @@ package at
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -140,17 +143,36 @@ func (g *guard) process() {
 			g.skip = false
 			continue
 		}
-		if g.keep(strings.TrimSpace(string(raw))) {
-			g.out = append(g.out, raw...)
+		// at is handed the line exactly as the guard classified it:
+		// trimmed, so that " OK" or "\rOK" (stray CRs and spaces of some
+		// modems) is a final result for both or for neither, and empty
+		// lines, which at ignores, not at all.
+		line := strings.TrimSpace(string(raw))
+		for strings.HasPrefix(line, ">") {
+			// at's scanner takes a leading '>' for the +CMGS prompt
+			// whatever follows it: so does the guard.
+			if g.keep(">") {
+				g.out = append(g.out, '>', ' ')
+			}
+			line = strings.TrimSpace(line[1:])
+		}
+		if line == "" {
+			continue
+		}
+		if g.keep(line) {
+			g.out = append(append(g.out, line...), '\r', '\n')
 		}
 	}
-	switch {
-	case len(g.buf) > 0 && g.buf[0] == '>' && !g.skip:
-		// The "> " prompt of +CMGS comes without a line end.
+	for len(g.buf) > 0 && g.buf[0] == '>' && !g.skip {
+		// The "> " prompt of +CMGS comes without a line end. at takes
+		// the '>' and the spaces after it; what follows (a stray CR, the
+		// start of a line) stays here to be read as a line of its own.
 		if g.keep(">") {
-			g.out = append(g.out, g.buf...)
+			g.out = append(g.out, '>', ' ')
 		}
-		g.buf = nil
+		g.buf = bytes.TrimLeft(g.buf[1:], " \r")
+	}
+	switch {
 	case len(g.buf) > maxLine:
 		if !g.skip {
 			g.log.Debug("dropped overlong line from modem", zap.Int("bytes", len(g.buf)))
@@ -213,7 +235,7 @@ func (g *guard) keep(line string) bool {
 		g.lastFinal = g.written
 		return true
 	}
-	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", Redact(line)))
+	g.log.Info("discarded late modem reply of an abandoned command", zap.String("line", LogLine(line)))
 	if final {
 		g.pending--
 		if len(g.abandoned) > 0 {
@@ -400,4 +422,30 @@ func Redact(line string) string {
 		return line[:i] + "+CPIN2=<redacted>"
 	}
 	return line
+}
+
+// LogLine is how a modem line may appear in a log line at info or above:
+// Redact's, and a PDU (a long even run of hex digits: it carries a number
+// and a text in semi-octets no log mask recognises) only as its length and
+// the first 12 hex digits of the SHA-256 of its hex form.
+func LogLine(line string) string {
+	if !isHexPDU(line) {
+		return Redact(line)
+	}
+	sum := sha256.Sum256([]byte(line))
+	return fmt.Sprintf("<PDU of %d bytes, sha256 %s>", len(line)/2, hex.EncodeToString(sum[:6]))
+}
+
+// isHexPDU reports whether line looks like a PDU: at least 12 bytes of hex.
+func isHexPDU(line string) bool {
+	if len(line) < 24 || len(line)%2 != 0 {
+		return false
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

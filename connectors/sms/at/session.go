@@ -276,7 +276,11 @@ func (s *Session) resync(ctx context.Context) error {
 		// "AT" answers a bare OK: an error or information text is the late
 		// reply of the forgiven command, read in place of the probe's
 		// answer, which is still coming and must be dropped.
-		s.log.Info("read a late reply in place of the resynchronisation probe", zap.Strings("info", info), zap.Error(err))
+		logged := make([]string, len(info))
+		for i, l := range info {
+			logged[i] = LogLine(l)
+		}
+		s.log.Info("read a late reply in place of the resynchronisation probe", zap.Strings("info", logged), zap.Error(err))
 		s.guard.owe(seq)
 		return nil
 	case err != nil:
