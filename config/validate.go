@@ -273,7 +273,8 @@ func (c *Config) validateNetwork(ch *checker) {
 	for _, r := range []struct {
 		k string
 		v int
-	}{{"rate_per_minute", s.RatePerMinute}, {"rate_per_day", s.RatePerDay}, {"rate_per_month", s.RatePerMonth}} {
+	}{{"rate_per_minute", s.RatePerMinute}, {"rate_per_day", s.RatePerDay}, {"rate_per_month", s.RatePerMonth},
+		{"user_rate_per_day", s.UserRatePerDay}, {"ussd_per_day", s.USSDPerDay}} {
 		if r.v < 0 {
 			ch.add([]string{"network", "sms", r.k}, strconv.Itoa(r.v), "is negative", "write a number of SMS parts, or 0 for no cap")
 		}
@@ -306,6 +307,14 @@ func (c *Config) validateRCS(ch *checker) {
 	}
 	if !strings.HasPrefix(r.WebhookPath, "/") || strings.HasPrefix(r.WebhookPath, "/_matrix") {
 		ch.add(key("webhook_path"), q(r.WebhookPath), "is not a path of its own", "write a path starting with / outside /_matrix, e.g. /rcs")
+	}
+	if r.Owner != "" {
+		if _, _, err := r.Owner.ParseAndValidateRelaxed(); err != nil || !strings.HasPrefix(string(r.Owner), "@") {
+			ch.add(key("owner"), q(string(r.Owner)), "is not a Matrix user ID", `write the full user ID of the user who gets RCS from new contacts, e.g. "@you:example.org", or "" with a single user`)
+		}
+	}
+	if r.RatePerDay < 0 {
+		ch.add(key("rate_per_day"), strconv.Itoa(r.RatePerDay), "is negative", "write a number of RCS messages per day, or 0 for no cap")
 	}
 	switch r.Provider {
 	case "":
