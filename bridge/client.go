@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/phone"
@@ -67,8 +68,10 @@ var (
 // makes the Line before the Client exists, so the Line is given the hooks and
 // the Client attaches itself later.
 type lineHooks struct {
-	mu sync.Mutex
-	cl *Client
+	mu    sync.Mutex
+	cl    *Client
+	owner id.UserID         // the Matrix user whose line this is (or is becoming)
+	check *sms.PendingCheck // the login flow's number check, while it runs
 }
 
 func (h *lineHooks) client() *Client {
@@ -79,21 +82,47 @@ func (h *lineHooks) client() *Client {
 
 func (h *lineHooks) attach(cl *Client) {
 	h.mu.Lock()
-	h.cl = cl
+	h.cl, h.owner, h.check = cl, cl.login.UserMXID, nil
 	h.mu.Unlock()
 }
 
-// handle is the sms.Handler of the line.
+func (h *lineHooks) lineOwner() id.UserID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.owner
+}
+
+// pending returns the login flow's number check, or nil.
+func (h *lineHooks) pending() *sms.PendingCheck {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.check
+}
+
+// handle is the sms.Handler of the line. Number-check SMS are never bridged.
 func (h *lineHooks) handle(ctx context.Context, m *sms.Message) error {
+	if p := h.pending(); p != nil && p.Consume(m) {
+		return nil
+	}
 	cl := h.client()
 	if cl == nil {
 		return errors.New("the line has no login yet")
+	}
+	if sms.IsNumberCheck(m, cl.meta.Number) {
+		cl.log.Info("ignored a number-check SMS that came back after its login ended")
+		return nil
 	}
 	return cl.handleSMS(ctx, m)
 }
 
 // outcome is the line's sms.OutcomeHandler.
 func (h *lineHooks) outcome(ctx context.Context, o sms.Outcome) error {
+	if sms.IsNumberCheckOutcome(o) {
+		if p := h.pending(); p != nil {
+			p.Outcome(o)
+		}
+		return nil
+	}
 	cl := h.client()
 	if cl == nil {
 		return errors.New("the line has no login yet")
@@ -159,6 +188,7 @@ func (c *Connector) newLine(m config.Modem, ownNumber string, hooks *lineHooks, 
 	cfg.OnStateChange = hooks.stateChanged
 	cfg.OnOutcome = hooks.outcome
 	cfg.OnCall = hooks.call
+	cfg.UserLines = func() []string { return c.userLineIDs(hooks.lineOwner()) }
 	return sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
 }
 
@@ -303,6 +333,9 @@ func (cl *Client) start(ctx context.Context, line *sms.Line, opened *bool) error
 	}
 	if st != simReady {
 		return &SIMLockedError{Status: st}
+	}
+	if line.Receiving() { // the login flow started it for the number check
+		return nil
 	}
 	return line.StartReceiving(ctx)
 }

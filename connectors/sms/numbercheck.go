@@ -57,3 +57,49 @@ func IsNumberCheck(m *Message, ownNumber string) bool {
 // IsNumberCheckOutcome reports whether an outcome is about a number-check
 // SMS (OutMessage.ID "check:…") rather than a person's message.
 func IsNumberCheckOutcome(o Outcome) bool { return strings.HasPrefix(o.MessageID, "check:") }
+
+// PendingCheck is a NumberCheck being waited for. Feed it the line's
+// incoming messages (Consume) and outcomes (Outcome); Done says how it
+// ended. It is safe for concurrent use.
+type PendingCheck struct {
+	NumberCheck
+	done chan error // buffered 1; the first result wins
+}
+
+// Start makes a PendingCheck of c.
+func (c NumberCheck) Start() *PendingCheck {
+	return &PendingCheck{NumberCheck: c, done: make(chan error, 1)}
+}
+
+// Done receives nil once the check's SMS came back, or why it cannot.
+func (p *PendingCheck) Done() <-chan error { return p.done }
+
+func (p *PendingCheck) finish(err error) {
+	select {
+	case p.done <- err:
+	default:
+	}
+}
+
+// Consume reports whether m is a number-check SMS of the checked number
+// (this check's, which completes it, or an older one) and so is never
+// bridged.
+func (p *PendingCheck) Consume(m *Message) bool {
+	if p.Matches(m) {
+		p.finish(nil)
+		return true
+	}
+	return IsNumberCheck(m, p.Number)
+}
+
+// Outcome fails the check when its SMS cannot go out (failed, unknown, or
+// held back by a cap).
+func (p *PendingCheck) Outcome(o Outcome) {
+	if o.MessageID != p.Message().ID {
+		return
+	}
+	switch o.Kind {
+	case OutcomeFailed, OutcomeUnknown, OutcomeHeld:
+		p.finish(fmt.Errorf("the check SMS to %s did not go out: %s", p.Number, o.Reason))
+	}
+}

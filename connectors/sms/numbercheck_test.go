@@ -1,6 +1,9 @@
 package sms
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNumberCheck(t *testing.T) {
 	c, err := NewNumberCheck("+15550001111")
@@ -37,5 +40,36 @@ func TestNumberCheck(t *testing.T) {
 	}
 	if !IsNumberCheckOutcome(Outcome{MessageID: out.ID}) || IsNumberCheckOutcome(Outcome{MessageID: "$event"}) {
 		t.Error("IsNumberCheckOutcome does not tell check SMS from others")
+	}
+}
+
+func TestPendingCheck(t *testing.T) {
+	c, _ := NewNumberCheck("+15550001111")
+	old, _ := NewNumberCheck("+15550001111")
+	p := c.Start()
+	if !p.Consume(&Message{From: c.Number, Text: old.Message().Text}) {
+		t.Error("an older check of the same number is not consumed")
+	}
+	select {
+	case err := <-p.Done():
+		t.Fatalf("an older check completed this one: %v", err)
+	default:
+	}
+	if p.Consume(&Message{From: c.Number, Text: "hi"}) {
+		t.Error("a person's message was consumed")
+	}
+	p.Outcome(Outcome{MessageID: old.Message().ID, Kind: OutcomeFailed})
+	p.Outcome(Outcome{MessageID: c.Message().ID, Kind: OutcomeSent})
+	if !p.Consume(&Message{From: c.Number, Text: c.Message().Text}) {
+		t.Fatal("the check's own SMS was not consumed")
+	}
+	if err := <-p.Done(); err != nil {
+		t.Fatalf("done with %v, want nil", err)
+	}
+
+	held := c.Start()
+	held.Outcome(Outcome{MessageID: c.Message().ID, Kind: OutcomeHeld, Reason: "the line's limit of 200 SMS per day is reached"})
+	if err := <-held.Done(); err == nil || !strings.Contains(err.Error(), "limit of 200") {
+		t.Fatalf("held check ended with %v, want the reason", err)
 	}
 }
