@@ -105,8 +105,8 @@ func (h *lineHooks) handle(ctx context.Context, m *sms.Message) error {
 		return nil
 	}
 	cl := h.client()
-	if cl == nil {
-		return errors.New("the line has no login yet")
+	if cl == nil { // the login flow waits for its number check: let it pass
+		return fmt.Errorf("the line has no login yet: %w", sms.ErrNotYet)
 	}
 	if sms.IsNumberCheck(m, cl.meta.Number) {
 		cl.log.Info("ignored a number-check SMS that came back after its login ended")

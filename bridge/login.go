@@ -64,10 +64,6 @@ var (
 	_ bridgev2.LoginProcessDisplayAndWait = (*modemLogin)(nil)
 )
 
-// numberCheckTimeout is how long the login waits for the number-check SMS
-// to come back (networks deliver it in seconds, sometimes in a minute).
-const numberCheckTimeout = 3 * time.Minute
-
 // How a line's number was proven (LoginMetadata.Proof).
 const (
 	proofConfig = "config"
@@ -236,15 +232,20 @@ func (ml *modemLogin) afterUnlock(ctx context.Context) (*bridgev2.LoginStep, err
 			return ml.finish(ctx, num, proofConfig)
 		}
 	}
+	ask := "The SIM does not know its own number. What is this line's phone number? (It is checked by an SMS the line texts to it.)"
 	if raw, err := ml.line.OwnNumber(ctx); err == nil && raw != "" {
 		if num, err := phone.Parse(raw, ml.conn.cfg.DefaultRegion); err == nil {
-			return ml.checkNumber(ctx, num)
+			if _, err := ml.conn.mayOwnNumber(ctx, num, ml.user.MXID); err == nil {
+				return ml.checkNumber(ctx, num)
+			}
+			ml.log.Warn("refused the number the SIM reports: another user's line has it", zap.String("number", phone.Mask(num)))
+			ask = fmt.Sprintf("The SIM says its number is %s, but that is another user's line on this bridge, and it stays theirs. What is this SIM's own number? (It is checked by an SMS the line texts to it.)", phone.Format(num))
 		}
 	}
 	return &bridgev2.LoginStep{
 		Type:         bridgev2.LoginStepTypeUserInput,
 		StepID:       stepNumber,
-		Instructions: "The SIM does not know its own number. What is this line's phone number?",
+		Instructions: ask,
 		UserInputParams: &bridgev2.LoginUserInputParams{Fields: []bridgev2.LoginInputDataField{{
 			Type: bridgev2.LoginInputFieldTypePhoneNumber, ID: "number", Name: "Phone number",
 		}}},
@@ -264,14 +265,16 @@ func (ml *modemLogin) checkNumber(ctx context.Context, number string) (*bridgev2
 		return ml.finish(ctx, number, proof)
 	}
 	check, err := sms.NewNumberCheck(number)
-	if err == nil && !ml.line.Receiving() {
-		err = ml.line.StartReceiving(ctx)
-	}
 	if err == nil {
 		ml.check = check.Start()
 		ml.hooks.mu.Lock()
 		ml.hooks.check = ml.check
 		ml.hooks.mu.Unlock()
+		if !ml.line.Receiving() {
+			err = ml.line.StartReceiving(ctx)
+		}
+	}
+	if err == nil {
 		err = ml.line.Enqueue(ctx, check.Message())
 	}
 	if err != nil {
@@ -282,7 +285,7 @@ func (ml *modemLogin) checkNumber(ctx context.Context, number string) (*bridgev2
 		Type:   bridgev2.LoginStepTypeDisplayAndWait,
 		StepID: stepCheck,
 		Instructions: fmt.Sprintf("Checking that this SIM's number is %s: the line texts a code to that number and waits up to %s for it to come back (it is not shown anywhere). Only a SIM with that number gets it.",
-			phone.Format(number), numberCheckTimeout),
+			phone.Format(number), ml.conn.cfg.SMS.NumberCheckTimeout),
 		DisplayAndWaitParams: &bridgev2.LoginDisplayAndWaitParams{Type: bridgev2.LoginDisplayTypeNothing},
 	}, nil
 }
@@ -293,7 +296,7 @@ func (ml *modemLogin) Wait(ctx context.Context) (*bridgev2.LoginStep, error) {
 	if ml.check == nil {
 		return nil, errors.New("no number check is running; log in again")
 	}
-	timer := time.NewTimer(numberCheckTimeout)
+	timer := time.NewTimer(ml.conn.cfg.SMS.NumberCheckTimeout)
 	defer timer.Stop()
 	number := ml.check.Number
 	select {
@@ -307,7 +310,7 @@ func (ml *modemLogin) Wait(ctx context.Context) (*bridgev2.LoginStep, error) {
 	case <-timer.C:
 		ml.Cancel()
 		return nil, fmt.Errorf("the check SMS to %s did not come back within %s, so this SIM's number is not %s (or the network is slow); log in again and give the SIM's own number, or ask the bridge admin to set own_number for this modem in network.modems",
-			phone.Format(number), numberCheckTimeout, phone.Format(number))
+			phone.Format(number), ml.conn.cfg.SMS.NumberCheckTimeout, phone.Format(number))
 	case <-ctx.Done():
 		ml.Cancel()
 		return nil, ctx.Err()

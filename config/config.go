@@ -231,6 +231,9 @@ type SMS struct {
 	// USSDPerDay caps the USSD codes one line sends per calendar day; 0
 	// means no cap. Default 20.
 	USSDPerDay int `yaml:"ussd_per_day"`
+	// NumberCheckTimeout is how long a login waits for the SMS its line
+	// texts itself to prove its number (default 3m).
+	NumberCheckTimeout time.Duration `yaml:"number_check_timeout"`
 	// MaxAttempts is how often a part is tried on temporary network errors
 	// (default 5).
 	MaxAttempts int `yaml:"max_attempts"`

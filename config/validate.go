@@ -267,6 +267,9 @@ func (c *Config) validateNetwork(ch *checker) {
 	if s.CommandTimeout <= 0 {
 		ch.add([]string{"network", "sms", "command_timeout"}, s.CommandTimeout.String(), "is not a positive duration", "write e.g. 10s")
 	}
+	if s.NumberCheckTimeout <= 0 {
+		ch.add([]string{"network", "sms", "number_check_timeout"}, s.NumberCheckTimeout.String(), "is not a positive duration", "write e.g. 3m")
+	}
 	if s.SendTimeout <= 0 {
 		ch.add([]string{"network", "sms", "send_timeout"}, s.SendTimeout.String(), "is not a positive duration", "write e.g. 120s")
 	}

@@ -1,8 +1,14 @@
 package sms
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
 func TestNumberCheck(t *testing.T) {
@@ -71,5 +77,70 @@ func TestPendingCheck(t *testing.T) {
 	held.Outcome(Outcome{MessageID: c.Message().ID, Kind: OutcomeHeld, Reason: "the line's limit of 200 SMS per day is reached"})
 	if err := <-held.Done(); err == nil || !strings.Contains(err.Error(), "limit of 200") {
 		t.Fatalf("held check ended with %v, want the reason", err)
+	}
+}
+
+// TestNotYetLetsANumberCheckPass: while the handler answers ErrNotYet to a
+// contact's message (the login flow has no chat for it yet), the number
+// check behind it still gets through; the contact's message stays pending
+// and is handed over first once the handler takes it.
+func TestNotYetLetsANumberCheckPass(t *testing.T) {
+	sim := startSim(t, modemsim.Options{OwnNumber: "+15550001111"})
+	check, _ := NewNumberCheck("+15550001111")
+	p := check.Start()
+	var mu sync.Mutex
+	ready := false
+	var got []string
+	h := func(_ context.Context, m *Message) error {
+		if p.Consume(m) {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !ready {
+			return fmt.Errorf("no login yet: %w", ErrNotYet)
+		}
+		got = append(got, m.Text)
+		return nil
+	}
+	l := NewLine(Config{ID: "line1", Device: sim.Path(), CommandTimeout: 2 * time.Second, WatchdogInterval: -1}, testDB(t), testLog(t), h)
+	l.retry = fastRetry
+	t.Cleanup(func() { _ = l.Close() })
+	ctx := testCtx(t)
+	if err := l.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.StoreOnly("+15557654321", "waiting on the SIM"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartReceiving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Enqueue(ctx, check.Message()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.Done():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the number check did not get past the waiting message")
+	}
+	if err := sim.Deliver("+15557654321", "after the check"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	ready = true
+	mu.Unlock()
+	eventually(t, "both messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got[0] != "waiting on the SIM" || got[1] != "after the check" {
+		t.Errorf("handed over %q, want the waiting message first", got)
 	}
 }

@@ -1,0 +1,237 @@
+package bridge_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+)
+
+// mgmtRoom makes u a management room with the bot.
+func mgmtRoom(t *testing.T, u *user) id.RoomID {
+	t.Helper()
+	resp, err := u.cli.CreateRoom(context.Background(), &mautrix.ReqCreateRoom{Invite: []id.UserID{botMXID}, IsDirect: true, Preset: "trusted_private_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.waitJoined(resp.RoomID, botMXID)
+	return resp.RoomID
+}
+
+// ask sends cmd in room and waits for a new bot message that matches (one
+// more than before: bot replies repeat).
+func (u *user) ask(room id.RoomID, cmd string, timeout time.Duration, match func(string) bool) {
+	u.t.Helper()
+	count := func() int {
+		n := 0
+		for _, evts := range u.messages {
+			for _, evt := range evts {
+				if evt.Sender == botMXID && match(evt.Content.AsMessage().Body) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	u.mu.Lock()
+	before := count()
+	u.mu.Unlock()
+	if _, err := u.cli.SendText(context.Background(), room, cmd); err != nil {
+		u.t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		u.mu.Lock()
+		n := count()
+		u.mu.Unlock()
+		if n > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("timed out waiting for the answer to %q; have: %s", cmd, u.dump())
+		}
+		select {
+		case <-u.changed:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// has reports whether any message from sender contains part.
+func (u *user) has(sender id.UserID, part string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, evts := range u.messages {
+		for _, evt := range evts {
+			if (sender == "" || evt.Sender == sender) && strings.Contains(evt.Content.AsMessage().Body, part) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestLinesBelongToTheirUsers: two Matrix users, two modems. Bob's modem
+// answers AT+CNUM with Alice's number: it neither takes over nor deletes
+// Alice's line, nor can Bob type her number. A typed number is proven by
+// the SMS the line texts itself (a number the SIM does not have never comes
+// back); a check cut by a restart is cleanly asked again. Bob cannot send
+// from, re-route or log out Alice's line; only an admin gives her number to
+// him, and then his login takes it without a check.
+func TestLinesBelongToTheirUsers(t *testing.T) {
+	e := newEnvWith(t, envOptions{
+		sim:    modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		second: true,
+		sim2:   &modemsim.Options{OwnNumber: lineNumber, Subscriber: "+15550002222", Echo: true},
+		cnum:   true,
+		env:    []string{"BUBBLED_NETWORK__SMS__NUMBER_CHECK_TIMEOUT=8s"},
+	})
+	alice, bob, boss := e.newUser("alice"), e.newUser("bob"), e.newUser("boss")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+
+	// Alice: the SIM's +CNUM number is proven by the SMS the line texts it.
+	am := mgmtRoom(t, alice)
+	alice.ask(am, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "sim0") && strings.Contains(b, "sim1") })
+	alice.ask(am, "sim0", 90*time.Second, func(b string) bool { return strings.Contains(b, "Logged in: SMS to +1 555-000-1111") })
+	if sent := e.sim.Sent(); len(sent) != 1 || sent[0].To != lineNumber || !strings.HasPrefix(sent[0].Text, "bubbled line check ") {
+		t.Fatalf("alice's modem sent %+v, want one number check to its own number", sent)
+	}
+
+	// Bob's modem says it is Alice's number: refused, asked for his own.
+	bm := mgmtRoom(t, bob)
+	bob.ask(bm, "login modem", 60*time.Second, func(b string) bool {
+		return strings.Contains(b, "says its number is +1 555-000-1111") && strings.Contains(b, "another user's line")
+	})
+	bob.ask(bm, "+1 555 000 1111", 60*time.Second, func(b string) bool {
+		return strings.Contains(b, "already the line of another user") && strings.Contains(b, "set-line-owner")
+	})
+	// A number the SIM does not have: the check never comes back.
+	bob.ask(bm, "login modem", 60*time.Second, func(b string) bool {
+		return strings.Contains(b, "another user's line") && strings.Contains(b, "What is this SIM's own number")
+	})
+	bob.ask(bm, "+1 555 000 3333", 90*time.Second, func(b string) bool { return strings.Contains(b, "did not come back within 8s") })
+
+	// A restart cuts a check short (the modem answers +CMGS late, the check
+	// SMS comes back while bubbled is down): the next login asks again, and
+	// the old check SMS is swallowed, never shown.
+	e.sim2.SetDelay("+CMGS", 6*time.Second)
+	bob.ask(bm, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "What is this SIM's own number") })
+	bob.ask(bm, "+1 555 000 2222", 60*time.Second, func(b string) bool { return strings.Contains(b, "Checking that this SIM's number is +1 555-000-2222") })
+	e.stopBubbled()
+	e.sim2.SetDelay("+CMGS", 0)
+	e.startBubbled()
+	bob.ask(bm, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "What is this SIM's own number") })
+	bob.ask(bm, "+1 555 000 2222", 90*time.Second, func(b string) bool { return strings.Contains(b, "Logged in: SMS to +1 555-000-2222") })
+
+	// Alice's line still works and is still hers.
+	if err := e.sim.Deliver(contactNumber, "hello alice"); err != nil {
+		t.Fatal(err)
+	}
+	_, portal := alice.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "hello alice" })
+	if err := e.sim2.Deliver(contactNumber, "hello bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "hello bob" })
+	if bob.has("", "hello alice") || alice.has("", "bubbled line check") || bob.has("", "bubbled line check") {
+		t.Fatalf("a message reached the wrong user or a number check was bridged:\nalice: %s\nbob: %s", alice.dump(), bob.dump())
+	}
+
+	// In Alice's chat, Bob can neither send from her line nor re-route it.
+	if _, err := alice.cli.InviteUser(ctx, portal, &mautrix.ReqInviteUser{UserID: bob.cli.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitJoined(portal, bob.cli.UserID)
+	bob.ask(portal, "!sms sms sent by bob", 60*time.Second, func(b string) bool { return strings.Contains(b, "belongs to another user's line") })
+	bob.ask(portal, "!sms route sms", 60*time.Second, func(b string) bool { return strings.Contains(b, "belongs to another user's line") })
+	aliceSent := len(e.sim.Sent())
+	// Nor log it out, by login ID or number.
+	bob.ask(bm, "logout 15550001111", 60*time.Second, func(b string) bool { return strings.Contains(b, "not found") })
+	// Nor give it to himself.
+	bob.ask(bm, "set-line-owner +15550001111 @bob:localhost", 60*time.Second, func(b string) bool { return strings.Contains(b, "administrator") })
+	if got := len(e.sim.Sent()); got != aliceSent || len(e.sim.Sent()) != 1 {
+		t.Fatalf("alice's modem sent %d messages after bob's commands, want only the number check", got)
+	}
+	// The directory knows Alice's proven number as hers.
+	bob.ask(bm, "whois +15550001111", 60*time.Second, func(b string) bool { return strings.Contains(b, "on Matrix as @alice:localhost") })
+
+	// The admin gives Alice's number to Bob: her line is logged out (she is
+	// told), and Bob's next login takes the number without a check.
+	xm := mgmtRoom(t, boss)
+	boss.ask(xm, "set-line-owner +1 555 000 1111 @bob:localhost", 60*time.Second, func(b string) bool {
+		return strings.Contains(b, "now belongs to @bob:localhost") && strings.Contains(b, "@alice:localhost with it is logged out")
+	})
+	alice.waitMessage(60*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "gave +1 555-000-1111 to another user") })
+	bob.ask(bm, "login modem", 90*time.Second, func(b string) bool { return strings.Contains(b, "Logged in: SMS to +1 555-000-1111") })
+	if got := len(e.sim.Sent()); got != 1 {
+		t.Errorf("sim0 sent %d messages, want no second number check", got)
+	}
+	if err := e.sim.Deliver(contactNumber, "now for bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "now for bob" })
+}
+
+// TestCostCapsHoldAndSurviveRestart: the per-user daily SMS cap holds a
+// message back with a notice in its room, the USSD cap refuses a code, and
+// both counts survive a restart.
+func TestCostCapsHoldAndSurviveRestart(t *testing.T) {
+	e := newEnvWith(t, envOptions{
+		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		env: []string{"BUBBLED_NETWORK__SMS__USER_RATE_PER_DAY=2", "BUBBLED_NETWORK__SMS__USSD_PER_DAY=1"},
+	})
+	e.sim.SetUSSD(func(string) (string, int, bool) { return "Your balance is 1.00 EUR", 15, true })
+	alice := e.newUser("alice")
+	e.login(alice)
+	mgmt := alice.managementRoom()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	alice.ask(mgmt, "ussd *100#", 60*time.Second, func(b string) bool { return strings.Contains(b, "Your balance is 1.00 EUR") })
+	alice.ask(mgmt, "ussd *100#", 60*time.Second, func(b string) bool {
+		return strings.Contains(b, "not sent") && strings.Contains(b, "limit of 1 per day") && strings.Contains(b, "ussd_per_day")
+	})
+
+	if err := e.sim.Deliver(contactNumber, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	_, portal := alice.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "hi" })
+	for _, text := range []string{"one", "two", "three"} {
+		if _, err := alice.cli.SendText(ctx, portal, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.sim.WaitSent(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(60*time.Second, botMXID, func(b string) bool {
+		return strings.Contains(b, "Held back: your limit of 2 SMS per day across your lines is reached")
+	})
+
+	// A restart does not reset the day's count.
+	e.stopBubbled()
+	e.startBubbled()
+	if _, err := alice.cli.SendText(ctx, portal, "four"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("two held notices", 60*time.Second, func() bool {
+		n := 0
+		for _, b := range alice.notices {
+			if strings.Contains(b, "Held back: your limit of 2 SMS per day") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	alice.ask(mgmt, "ussd *100#", 60*time.Second, func(b string) bool {
+		return strings.Contains(b, "limit of 1 per day")
+	})
+	if sent := e.sim.Sent(); len(sent) != 2 {
+		t.Fatalf("the modem sent %d messages, want 2 (the cap holds the rest): %+v", len(sent), sent)
+	}
+}
