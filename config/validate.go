@@ -254,7 +254,9 @@ func (c *Config) validateNetwork(ch *checker) {
 				`write the SIM's 4 to 8 digit PIN as a quoted string, e.g. "1234", or remove the key if the SIM has no PIN`)
 		}
 		if m.OwnNumber != "" {
-			if !phone.Valid(m.OwnNumber, region) {
+			// The admin states the SIM's number: a possible number is
+			// enough (numbering plans grow faster than their metadata).
+			if _, problem := phone.Explain(m.OwnNumber, region); problem != "" {
 				ch.add(at("own_number"), q(m.OwnNumber), "is not a valid phone number for region "+region,
 					"write the SIM's number in international form, e.g. +12015550123, or remove the key to ask the SIM")
 			}
