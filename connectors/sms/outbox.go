@@ -217,6 +217,7 @@ func (o *outbox) sendLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
+			case <-o.kick: // a message queued meanwhile is held too, and told so
 			case <-fallback.After(o.clock, until.Sub(now)):
 			}
 			continue

@@ -428,3 +428,21 @@ func TestPacing(t *testing.T) {
 		})
 	}
 }
+
+// TestPacingHoldsLateMessages: a message queued while a day cap already
+// holds the outbox gets its own Held outcome (its room is told) at once.
+func TestPacingHoldsLateMessages(t *testing.T) {
+	clk := fallbacktest.NewClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+	o := newOutLine(t, modemsim.Options{}, Config{RatePerDay: 1, Clock: clk, Location: time.UTC}, false)
+	o.enqueue(t, "m0", bob, "first")
+	o.enqueue(t, "m1", bob, "second")
+	o.open(t)
+	o.out.wait(t, "m1", OutcomeHeld)
+	o.enqueue(t, "m2", bob, "queued while held")
+	if h := o.out.wait(t, "m2", OutcomeHeld); !strings.Contains(h.Reason, "limit of 1 SMS per day") {
+		t.Errorf("held reason %q", h.Reason)
+	}
+	if n := len(o.sim.Sent()); n != 1 {
+		t.Errorf("%d sent, want 1", n)
+	}
+}
