@@ -86,22 +86,16 @@ func (h *lineHooks) attach(cl *Client) {
 	h.mu.Unlock()
 }
 
-func (h *lineHooks) lineOwner() id.UserID {
+// state returns the line's owner and the login flow's number check (or nil).
+func (h *lineHooks) state() (id.UserID, *sms.PendingCheck) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.owner
-}
-
-// pending returns the login flow's number check, or nil.
-func (h *lineHooks) pending() *sms.PendingCheck {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.check
+	return h.owner, h.check
 }
 
 // handle is the sms.Handler of the line. Number-check SMS are never bridged.
 func (h *lineHooks) handle(ctx context.Context, m *sms.Message) error {
-	if p := h.pending(); p != nil && p.Consume(m) {
+	if _, p := h.state(); p != nil && p.Consume(m) {
 		return nil
 	}
 	cl := h.client()
@@ -118,7 +112,7 @@ func (h *lineHooks) handle(ctx context.Context, m *sms.Message) error {
 // outcome is the line's sms.OutcomeHandler.
 func (h *lineHooks) outcome(ctx context.Context, o sms.Outcome) error {
 	if sms.IsNumberCheckOutcome(o) {
-		if p := h.pending(); p != nil {
+		if _, p := h.state(); p != nil {
 			p.Outcome(o)
 		}
 		return nil
@@ -188,7 +182,7 @@ func (c *Connector) newLine(m config.Modem, ownNumber string, hooks *lineHooks, 
 	cfg.OnStateChange = hooks.stateChanged
 	cfg.OnOutcome = hooks.outcome
 	cfg.OnCall = hooks.call
-	cfg.UserLines = func() []string { return c.userLineIDs(hooks.lineOwner()) }
+	cfg.UserLines = func() []string { owner, _ := hooks.state(); return c.userLineIDs(owner) }
 	return sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
 }
 

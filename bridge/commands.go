@@ -302,19 +302,14 @@ func (c *Connector) cmdSetLineOwner(ce *commands.Event) {
 		return
 	}
 	c.br.DB.KV.Set(ce.Ctx, lineOwnerKey(num), string(owner))
-	login, err := c.br.GetExistingUserLoginByID(ce.Ctx, LoginIDForNumber(num))
-	if err != nil {
-		ce.Reply("The number is %s's now, but its current line could not be looked up: %v", owner, err)
-		return
-	}
-	if login != nil && login.UserMXID != owner {
+	note := "" // every login is loaded at start, so the cache has it
+	if login := c.br.GetCachedUserLoginByID(LoginIDForNumber(num)); login != nil && login.UserMXID != owner {
 		if cl, ok := login.Client.(*Client); ok {
 			cl.notifyOwner(fmt.Sprintf("A bridge admin gave %s to another user: this line is logged out here.", phone.Format(num)))
 		}
 		login.Delete(ce.Ctx, status.BridgeState{StateEvent: status.StateLoggedOut, Reason: "LINE_REASSIGNED"}, bridgev2.DeleteOpts{})
 		c.refreshLocalLines(ce.Ctx)
-		ce.Reply("%s now belongs to %s; the line of %s with it is logged out. %s can log it in now (no number check).", phone.Format(num), owner, login.UserMXID, owner)
-		return
+		note = fmt.Sprintf(" The line of %s with it is logged out.", login.UserMXID)
 	}
-	ce.Reply("%s now belongs to %s, who can log it in (no number check).", phone.Format(num), owner)
+	ce.Reply("%s now belongs to %s, who can log it in (no number check).%s", phone.Format(num), owner, note)
 }

@@ -176,11 +176,8 @@ type LoginMetadata struct {
 	Device string `json:"device,omitempty"`
 	// Number is the line's own number in E.164.
 	Number string `json:"number"`
-	// Proof is how the line proved Number: "config" (own_number set by
-	// the admin), "sms" (the line texted itself a code) or "admin" (an
-	// admin gave the number to the user); "" for lines logged in before
-	// numbers were proven. Only proven lines count as their owner's Matrix
-	// account in the directory.
+	// Proof is how Number was proven: "config" (own_number), "sms" (the line
+	// texted itself a code), "admin" (set-line-owner); "" before proofs.
 	Proof string `json:"proof,omitempty"`
 }
 

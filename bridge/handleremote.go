@@ -273,12 +273,8 @@ func (c *Connector) rcsConversation(ctx context.Context, number string) (*bridge
 		}
 	}
 	owner := c.cfg.RCS.Owner
-	if owner == "" && len(logins) > 1 {
-		for _, l := range logins[1:] {
-			if l.UserMXID != logins[0].UserMXID {
-				return nil, nil, errors.New("an RCS message from a new contact waits: several Matrix users have lines and network.rcs.owner is not set; set it to the user who gets RCS from new contacts")
-			}
-		}
+	if owner == "" && slices.ContainsFunc(logins, func(l *bridgev2.UserLogin) bool { return l.UserMXID != logins[0].UserMXID }) {
+		return nil, nil, errors.New("an RCS message from a new contact waits: several Matrix users have lines and network.rcs.owner is not set; set it to the user who gets RCS from new contacts")
 	}
 	slices.SortFunc(logins, func(a, b *bridgev2.UserLogin) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	for _, l := range logins {

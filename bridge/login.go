@@ -296,25 +296,21 @@ func (ml *modemLogin) Wait(ctx context.Context) (*bridgev2.LoginStep, error) {
 	if ml.check == nil {
 		return nil, errors.New("no number check is running; log in again")
 	}
-	timer := time.NewTimer(ml.conn.cfg.SMS.NumberCheckTimeout)
-	defer timer.Stop()
-	number := ml.check.Number
+	timeout, number := ml.conn.cfg.SMS.NumberCheckTimeout, ml.check.Number
+	var err error
 	select {
-	case err := <-ml.check.Done():
-		if err != nil {
-			ml.Cancel()
-			return nil, fmt.Errorf("%w; log in again, or ask the bridge admin to set own_number for this modem in network.modems", err)
-		}
-		ml.log.Info("proved the line's number by SMS", zap.String("number", phone.Mask(number)))
-		return ml.finish(ctx, number, proofSMS)
-	case <-timer.C:
-		ml.Cancel()
-		return nil, fmt.Errorf("the check SMS to %s did not come back within %s, so this SIM's number is not %s (or the network is slow); log in again and give the SIM's own number, or ask the bridge admin to set own_number for this modem in network.modems",
-			phone.Format(number), ml.conn.cfg.SMS.NumberCheckTimeout, phone.Format(number))
+	case err = <-ml.check.Done():
+	case <-time.After(timeout):
+		err = fmt.Errorf("the check SMS to %s did not come back within %s, so this SIM's number is not %s (or the network is slow)", phone.Format(number), timeout, phone.Format(number))
 	case <-ctx.Done():
-		ml.Cancel()
-		return nil, ctx.Err()
+		err = ctx.Err()
 	}
+	if err != nil {
+		ml.Cancel()
+		return nil, fmt.Errorf("%w; log in again and give the SIM's own number, or ask the bridge admin to set own_number for this modem in network.modems", err)
+	}
+	ml.log.Info("proved the line's number by SMS", zap.String("number", phone.Mask(number)))
+	return ml.finish(ctx, number, proofSMS)
 }
 
 // errNoModemForUser refuses device paths typed by users who are not admins:

@@ -164,7 +164,7 @@ func TestLinesBelongToTheirUsers(t *testing.T) {
 	// told), and Bob's next login takes the number without a check.
 	xm := mgmtRoom(t, boss)
 	boss.ask(xm, "set-line-owner +1 555 000 1111 @bob:localhost", 60*time.Second, func(b string) bool {
-		return strings.Contains(b, "now belongs to @bob:localhost") && strings.Contains(b, "@alice:localhost with it is logged out")
+		return strings.Contains(b, "now belongs to @bob:localhost") && strings.Contains(b, "The line of @alice:localhost with it is logged out")
 	})
 	alice.waitMessage(60*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "gave +1 555-000-1111 to another user") })
 	bob.ask(bm, "login modem", 90*time.Second, func(b string) bool { return strings.Contains(b, "Logged in: SMS to +1 555-000-1111") })
