@@ -254,8 +254,7 @@ func (c *Config) validateNetwork(ch *checker) {
 				`write the SIM's 4 to 8 digit PIN as a quoted string, e.g. "1234", or remove the key if the SIM has no PIN`)
 		}
 		if m.OwnNumber != "" {
-			// The admin states the SIM's number: a possible number is
-			// enough (numbering plans grow faster than their metadata).
+			// Possible is enough: the admin states it, and plans outgrow metadata.
 			if _, problem := phone.Explain(m.OwnNumber, region); problem != "" {
 				ch.add(at("own_number"), q(m.OwnNumber), "is not a valid phone number for region "+region,
 					"write the SIM's number in international form, e.g. +12015550123, or remove the key to ask the SIM")
@@ -266,14 +265,13 @@ func (c *Config) validateNetwork(ch *checker) {
 	if s.MaxParts < 1 || s.MaxParts > 255 {
 		ch.add([]string{"network", "sms", "max_parts"}, strconv.Itoa(s.MaxParts), "is out of range", "write a number from 1 to 255, e.g. 10")
 	}
-	if s.CommandTimeout <= 0 {
-		ch.add([]string{"network", "sms", "command_timeout"}, s.CommandTimeout.String(), "is not a positive duration", "write e.g. 10s")
-	}
-	if s.NumberCheckTimeout <= 0 {
-		ch.add([]string{"network", "sms", "number_check_timeout"}, s.NumberCheckTimeout.String(), "is not a positive duration", "write e.g. 3m")
-	}
-	if s.SendTimeout <= 0 {
-		ch.add([]string{"network", "sms", "send_timeout"}, s.SendTimeout.String(), "is not a positive duration", "write e.g. 120s")
+	for _, d := range []struct {
+		k, eg string
+		v     time.Duration
+	}{{"command_timeout", "10s", s.CommandTimeout}, {"number_check_timeout", "3m", s.NumberCheckTimeout}, {"send_timeout", "120s", s.SendTimeout}} {
+		if d.v <= 0 {
+			ch.add([]string{"network", "sms", d.k}, d.v.String(), "is not a positive duration", "write e.g. "+d.eg)
+		}
 	}
 	for _, r := range []struct {
 		k string
