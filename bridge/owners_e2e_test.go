@@ -2,6 +2,9 @@ package bridge_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
@@ -239,5 +243,73 @@ func TestCostCapsHoldAndSurviveRestart(t *testing.T) {
 	})
 	if sent := e.sim.Sent(); len(sent) != 2 {
 		t.Fatalf("the modem sent %d messages, want 2 (the cap holds the rest): %+v", len(sent), sent)
+	}
+}
+
+// TestRCSNewContactGoesToOwner: with two users' lines, an RCS message from
+// a new contact goes to network.rcs.owner's line (Bob, who logged in last),
+// never to another user's; and past network.rcs.rate_per_day his answers
+// take the next route (SMS from his line).
+func TestRCSNewContactGoesToOwner(t *testing.T) {
+	const contact = "+15557654321"
+	fake, err := rbmfake.Start(rbmfake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	fake.SetCapabilities(contact, "RICHCARD_STANDALONE")
+	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
+	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, envOptions{
+		sim:    modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		second: true,
+		network: fmt.Sprintf(`  fallback:
+    confirm_timeout: 0s
+  rcs:
+    provider: rbm
+    owner: "@bob:localhost"
+    rate_per_day: 1
+    rbm:
+      agent_id: %s
+      service_account_file: %s
+      webhook_client_token: %s
+      base_url: %s
+      token_url: %s`, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL()),
+	})
+	webhook := fmt.Sprintf("http://127.0.0.1:%d/rcs/rbm", e.asPort)
+	alice, bob := e.newUser("alice"), e.newUser("bob")
+	am := mgmtRoom(t, alice)
+	alice.ask(am, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "sim0") && strings.Contains(b, "sim1") })
+	alice.ask(am, "sim0", 60*time.Second, func(b string) bool { return strings.Contains(b, "Logged in: SMS to +1 555-000-1111") })
+	bm := mgmtRoom(t, bob)
+	bob.ask(bm, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "Logged in: SMS to +1 555-000-2222") })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	if _, res, err := fake.PushUserMessage(ctx, webhook, contact, "hello over RCS"); err != nil || res.Status != 200 {
+		t.Fatalf("push: %+v %v; log:\n%s", res, err, e.tail())
+	}
+	_, portal := bob.waitMessage(60*time.Second, ghostMXID(contact), func(b string) bool { return b == "hello over RCS" })
+	if alice.has("", "hello over RCS") {
+		t.Fatal("the RCS message of a new contact reached alice, not the owner bob")
+	}
+
+	// The first answer goes by RCS, the second is past the cap: SMS.
+	for _, text := range []string{"first by RCS", "second past the cap"} {
+		if _, err := bob.cli.SendText(ctx, portal, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent, err := e.sim2.WaitSent(ctx, 1)
+	if err != nil || sent[0].Text != "second past the cap" || sent[0].To != contact {
+		t.Fatalf("bob's modem sent %+v, %v; want the message past the RCS cap; log:\n%s", sent, err, e.tail())
+	}
+	if m := fake.Messages(); len(m) != 1 || m[0].Text != "first by RCS" {
+		t.Fatalf("RBM got %+v, want only the first message", m)
+	}
+	if n := len(e.sim.Sent()); n != 0 {
+		t.Errorf("alice's modem sent %d messages, want none", n)
 	}
 }
