@@ -12,6 +12,9 @@ import (
 // and not shown as a message.
 const numberCheckPrefix = "bubbled line check "
 
+// numberCheckIDPrefix starts the OutMessage.ID of every number-check SMS.
+const numberCheckIDPrefix = "check:"
+
 // NumberCheck proves that a line's SIM has a phone number: the line texts
 // a random code to that number, and only if the SIM has it does the network
 // deliver the SMS back to the same modem. It trusts the modem to report
@@ -36,7 +39,7 @@ func NewNumberCheck(number string) (NumberCheck, error) {
 // Message is the SMS the line sends itself; its ID starts with "check:".
 func (c NumberCheck) Message() OutMessage {
 	return OutMessage{
-		ID:   "check:" + c.Code,
+		ID:   numberCheckIDPrefix + c.Code,
 		To:   c.Number,
 		Text: numberCheckPrefix + c.Code + ": this SMS proves the line's own number to bubbled and is not shown anywhere.",
 	}
@@ -56,7 +59,7 @@ func IsNumberCheck(m *Message, ownNumber string) bool {
 
 // IsNumberCheckOutcome reports whether an outcome is about a number-check
 // SMS (OutMessage.ID "check:…") rather than a person's message.
-func IsNumberCheckOutcome(o Outcome) bool { return strings.HasPrefix(o.MessageID, "check:") }
+func IsNumberCheckOutcome(o Outcome) bool { return strings.HasPrefix(o.MessageID, numberCheckIDPrefix) }
 
 // PendingCheck is a NumberCheck being waited for. Feed it the line's
 // incoming messages (Consume) and outcomes (Outcome); Done says how it

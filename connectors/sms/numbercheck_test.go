@@ -144,3 +144,46 @@ func TestNotYetLetsANumberCheckPass(t *testing.T) {
 		t.Errorf("handed over %q, want the waiting message first", got)
 	}
 }
+
+// TestStaleNumberCheckIsDropped: a number check still queued when its Line
+// closed (the login flow is gone) is failed at the next Open instead of
+// texting a code to a number nobody checks; a person's message queued
+// beside it is sent.
+func TestStaleNumberCheckIsDropped(t *testing.T) {
+	sim := startSim(t, modemsim.Options{})
+	db := testDB(t)
+	cfg := Config{ID: "line1", Device: sim.Path(), CommandTimeout: 2 * time.Second, WatchdogInterval: -1}
+	first := NewLine(cfg, db, testLog(t), newRecorder().handle)
+	ctx := testCtx(t)
+	check, _ := NewNumberCheck("+15557654321")
+	for _, m := range []OutMessage{check.Message(), {ID: "$person", To: "+15557654321", Text: "hi"}} {
+		if err := first.Enqueue(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = first.Close()
+
+	out := &outcomes{}
+	cfg.OnOutcome = out.handle
+	second := NewLine(cfg, db, testLog(t), newRecorder().handle)
+	t.Cleanup(func() { _ = second.Close() })
+	if err := second.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := sim.WaitSent(ctx, 1)
+	if err != nil || sent[0].Text != "hi" {
+		t.Fatalf("sent %+v, %v; want the person's message", sent, err)
+	}
+	eventually(t, "the check's Failed outcome", func() bool {
+		for _, o := range out.all() {
+			if o.MessageID == check.Message().ID && o.Kind == OutcomeFailed {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(200 * time.Millisecond)
+	if n := len(sim.Sent()); n != 1 {
+		t.Errorf("sent %d messages, want only the person's", n)
+	}
+}
