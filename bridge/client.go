@@ -356,8 +356,9 @@ func (cl *Client) Disconnect() {
 // IsLoggedIn is true: a line stays logged in while its modem is away.
 func (cl *Client) IsLoggedIn() bool { return true }
 
-// LogoutRemote has nothing to tell the network: the SIM stays as it is.
-func (cl *Client) LogoutRemote(ctx context.Context) {}
+// LogoutRemote has nothing to tell the network (the SIM stays as it is); it
+// stops the line, so that the modem is free for another login.
+func (cl *Client) LogoutRemote(ctx context.Context) { cl.Disconnect() }
 
 // IsThisUser reports whether a ghost is the line's own number.
 func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {

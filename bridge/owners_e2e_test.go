@@ -179,6 +179,14 @@ func TestLinesBelongToTheirUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "now for bob" })
+
+	// Bob logs that line out: its modem is free again, and the number,
+	// which the admin gave to Bob, is still not Alice's to take.
+	bob.ask(bm, "logout 15550001111", 60*time.Second, func(b string) bool { return strings.Contains(b, "Logged out") })
+	alice.ask(am, "login modem", 60*time.Second, func(b string) bool { return strings.Contains(b, "Please enter your Phone number") })
+	if !alice.has(botMXID, "The SIM says its number is +1 555-000-1111, but that is another user's line") {
+		t.Fatalf("alice was not told that the SIM's number is not hers: %s", alice.dump())
+	}
 }
 
 // TestCostCapsHoldAndSurviveRestart: the per-user daily SMS cap holds a
