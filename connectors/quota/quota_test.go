@@ -79,3 +79,24 @@ func TestTakeLimitResetAndRestart(t *testing.T) {
 		t.Errorf("rcs used = %d, want 5", n)
 	}
 }
+
+// BenchmarkTake is one counted use (read, then upsert) on SQLite: the cost a
+// USSD code or an RCS message pays for its cap.
+func BenchmarkTake(b *testing.B) {
+	db, err := dbutil.NewWithDialect("file:"+filepath.Join(b.TempDir(), "q.db")+"?_txlock=immediate", "sqlite3-fk-wal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if err := Upgrade(ctx, db); err != nil {
+		b.Fatal(err)
+	}
+	c := New(db, Options{})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.Take(ctx, "rcs", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
