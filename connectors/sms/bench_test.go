@@ -68,5 +68,5 @@ func BenchmarkOutboxCapsOn(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime() - cpu0).Microseconds())/float64(b.N), "cpu-µs/part")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/part")
 }
