@@ -204,6 +204,9 @@ network:
     send_timeout: 30s
     status_reports: true
     rate_per_minute: 0
+    rate_per_day: 0
+    rate_per_month: 0
+    user_rate_per_day: 0
 %s
 `, hsPort, e.asPort, e.asPort, dbConfig, firstModem, secondModem, o.network)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
