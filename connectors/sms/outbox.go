@@ -487,7 +487,7 @@ func (o *outbox) dropStaleCheck(ctx context.Context, m *outMsg) bool {
 		o.log.Error("failed to drop a stale number-check SMS; it is sent instead", zap.Error(err))
 		return false
 	}
-	o.log.Info("dropped a number-check SMS of an earlier login", zap.String("id", m.id))
+	o.log.Info("dropped a number-check SMS of an earlier login")
 	o.wakeOutcomes()
 	return true
 }
