@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/phone"
@@ -67,8 +68,10 @@ var (
 // makes the Line before the Client exists, so the Line is given the hooks and
 // the Client attaches itself later.
 type lineHooks struct {
-	mu sync.Mutex
-	cl *Client
+	mu    sync.Mutex
+	cl    *Client
+	owner id.UserID         // the Matrix user whose line this is (or is becoming)
+	check *sms.PendingCheck // the login flow's number check, while it runs
 }
 
 func (h *lineHooks) client() *Client {
@@ -79,21 +82,41 @@ func (h *lineHooks) client() *Client {
 
 func (h *lineHooks) attach(cl *Client) {
 	h.mu.Lock()
-	h.cl = cl
+	h.cl, h.owner, h.check = cl, cl.login.UserMXID, nil
 	h.mu.Unlock()
 }
 
-// handle is the sms.Handler of the line.
+// state returns the line's owner and the login flow's number check (or nil).
+func (h *lineHooks) state() (id.UserID, *sms.PendingCheck) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.owner, h.check
+}
+
+// handle is the sms.Handler of the line. Number-check SMS are never bridged.
 func (h *lineHooks) handle(ctx context.Context, m *sms.Message) error {
+	if _, p := h.state(); p != nil && p.Consume(m) {
+		return nil
+	}
 	cl := h.client()
-	if cl == nil {
-		return errors.New("the line has no login yet")
+	if cl == nil { // the login flow waits for its number check: let it pass
+		return fmt.Errorf("the line has no login yet: %w", sms.ErrNotYet)
+	}
+	if sms.IsNumberCheck(m, cl.meta.Number) {
+		cl.log.Info("ignored a number-check SMS that came back after its login ended")
+		return nil
 	}
 	return cl.handleSMS(ctx, m)
 }
 
 // outcome is the line's sms.OutcomeHandler.
 func (h *lineHooks) outcome(ctx context.Context, o sms.Outcome) error {
+	if sms.IsNumberCheckOutcome(o) {
+		if _, p := h.state(); p != nil {
+			p.Outcome(o)
+		}
+		return nil
+	}
 	cl := h.client()
 	if cl == nil {
 		return errors.New("the line has no login yet")
@@ -159,6 +182,7 @@ func (c *Connector) newLine(m config.Modem, ownNumber string, hooks *lineHooks, 
 	cfg.OnStateChange = hooks.stateChanged
 	cfg.OnOutcome = hooks.outcome
 	cfg.OnCall = hooks.call
+	cfg.UserLines = func() []string { owner, _ := hooks.state(); return c.userLineIDs(owner) }
 	return sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
 }
 
@@ -304,6 +328,9 @@ func (cl *Client) start(ctx context.Context, line *sms.Line, opened *bool) error
 	if st != simReady {
 		return &SIMLockedError{Status: st}
 	}
+	if line.Receiving() { // the login flow started it for the number check
+		return nil
+	}
 	return line.StartReceiving(ctx)
 }
 
@@ -329,8 +356,9 @@ func (cl *Client) Disconnect() {
 // IsLoggedIn is true: a line stays logged in while its modem is away.
 func (cl *Client) IsLoggedIn() bool { return true }
 
-// LogoutRemote has nothing to tell the network: the SIM stays as it is.
-func (cl *Client) LogoutRemote(ctx context.Context) {}
+// LogoutRemote has nothing to tell the network (the SIM stays as it is); it
+// stops the line, so that the modem is free for another login.
+func (cl *Client) LogoutRemote(ctx context.Context) { cl.Disconnect() }
 
 // IsThisUser reports whether a ghost is the line's own number.
 func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {

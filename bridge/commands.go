@@ -7,8 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/fallback"
@@ -53,6 +56,12 @@ func (c *Connector) addCommands(proc *commands.Processor) {
 			RequiresLogin: true,
 		},
 		&commands.FullHandler{
+			Func:          c.cmdSetLineOwner,
+			Name:          "set-line-owner",
+			Help:          commands.HelpMeta{Section: helpSection, Description: "Give a phone number to a Matrix user: their line may have it (no number check), and another user's line with it is logged out.", Args: "<number> <@user:server>"},
+			RequiresAdmin: true,
+		},
+		&commands.FullHandler{
 			Func:          c.cmdWhois,
 			Name:          "whois",
 			Help:          commands.HelpMeta{Section: helpSection, Description: "Show whether a number is on Matrix, where that answer came from and how old it is.", Args: "<number>"},
@@ -63,6 +72,9 @@ func (c *Connector) addCommands(proc *commands.Processor) {
 
 // cmdSMS sends its text as SMS to the portal's contact now.
 func (c *Connector) cmdSMS(ce *commands.Event) {
+	if !c.ownsPortal(ce) {
+		return
+	}
 	if len(ce.Args) == 0 {
 		ce.Reply("Usage: `$cmdprefix sms <text>`")
 		return
@@ -90,6 +102,9 @@ func (c *Connector) cmdSMS(ce *commands.Event) {
 
 // cmdRoute pins the portal's conversation to a route, or unpins it.
 func (c *Connector) cmdRoute(ce *commands.Event) {
+	if !c.ownsPortal(ce) {
+		return
+	}
 	conv := c.restoreRouteState(ce.Portal)
 	if len(ce.Args) != 1 {
 		st := c.router.State(conv)
@@ -214,6 +229,10 @@ func (c *Connector) cmdUSSD(ce *commands.Event) {
 		ce.Reply("None of your lines is connected.")
 		return
 	}
+	if err := c.quota.Take(ce.Ctx, "ussd:"+lines[0].modemKey, c.cfg.SMS.USSDPerDay); err != nil {
+		ce.Reply("The USSD code was not sent: %v. The cap is network.sms.ussd_per_day.", err)
+		return
+	}
 	answer, err := lines[0].currentLine().USSD(ce.Ctx, ce.Args[0])
 	if err != nil {
 		ce.Reply("The USSD code got no answer: %v", err)
@@ -252,4 +271,45 @@ func (c *Connector) cmdPIN(ce *commands.Event) {
 		cl.Connect(cl.login.Log.WithContext(context.Background()))
 	}()
 	ce.Reply("The SIM of line %s is unlocked; the line starts now. (Your message with the PIN was redacted.)", phone.Format(cl.meta.Number))
+}
+
+// ownsPortal is true when the portal is a chat of the caller's own line;
+// otherwise it tells the caller so. Per-chat commands act on that line.
+func (c *Connector) ownsPortal(ce *commands.Event) bool {
+	if login := c.br.GetCachedUserLoginByID(ce.Portal.Receiver); login != nil && login.UserMXID == ce.User.MXID {
+		return true
+	}
+	ce.Reply("This chat belongs to another user's line: only that line's owner can use `%s` here.", ce.Command)
+	return false
+}
+
+// cmdSetLineOwner (admins) gives a number to a Matrix user: their line may
+// take it without a number check, and another user's line with it is
+// logged out (the one way a line leaves its owner without their say).
+func (c *Connector) cmdSetLineOwner(ce *commands.Event) {
+	if len(ce.Args) < 2 {
+		ce.Reply("Usage: `$cmdprefix set-line-owner <number> <@user:server>`")
+		return
+	}
+	owner := id.UserID(ce.Args[len(ce.Args)-1])
+	if _, _, err := owner.ParseAndValidateRelaxed(); err != nil || !strings.HasPrefix(string(owner), "@") {
+		ce.Reply("%q is not a Matrix user ID; write it like @alice:example.org.", string(owner))
+		return
+	}
+	num, err := phone.Parse(strings.Join(ce.Args[:len(ce.Args)-1], " "), c.cfg.DefaultRegion)
+	if err != nil {
+		ce.Reply("%v", err)
+		return
+	}
+	c.br.DB.KV.Set(ce.Ctx, lineOwnerKey(num), string(owner))
+	note := "" // every login is loaded at start, so the cache has it
+	if login := c.br.GetCachedUserLoginByID(LoginIDForNumber(num)); login != nil && login.UserMXID != owner {
+		if cl, ok := login.Client.(*Client); ok {
+			cl.notifyOwner(fmt.Sprintf("A bridge admin gave %s to another user: this line is logged out here.", phone.Format(num)))
+		}
+		login.Delete(ce.Ctx, status.BridgeState{StateEvent: status.StateLoggedOut, Reason: "LINE_REASSIGNED"}, bridgev2.DeleteOpts{})
+		c.refreshLocalLines(ce.Ctx)
+		note = fmt.Sprintf(" The line of %s with it is logged out.", login.UserMXID)
+	}
+	ce.Reply("%s now belongs to %s, who can log it in (no number check).%s", phone.Format(num), owner, note)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/gate"
 	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/connectors/quota"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
@@ -47,6 +48,7 @@ type Connector struct {
 	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
 	contacts *contacts.Syncer    // nil without network.contacts sources
 	gate     *gate.Gate
+	quota    *quota.Counter      // daily USSD and RCS budgets
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -92,6 +94,10 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.startGate(ctx); err != nil {
 		return err
 	}
+	if err := quota.Upgrade(ctx, c.br.DB.Database); err != nil {
+		return err
+	}
+	c.quota = quota.New(c.br.DB.Database, quota.Options{})
 	return c.startRouter(ctx)
 }
 
@@ -193,6 +199,16 @@ type LoginMetadata struct {
 	Device string `json:"device,omitempty"`
 	// Number is the line's own number in E.164.
 	Number string `json:"number"`
+	// Proof is how Number was proven: "config" (own_number), "sms" (the line
+	// texted itself a code), "admin" (set-line-owner); "" before proofs.
+	Proof string `json:"proof,omitempty"`
+}
+
+// proven reports whether the line's number is proven (see Proof); a line
+// whose modem's own_number in the config is its number counts as proven.
+func (c *Connector) proven(meta *LoginMetadata) bool {
+	m, ok := c.modemConfig(meta)
+	return meta.Proof != "" || ok && m.OwnNumber != "" && m.OwnNumber == meta.Number
 }
 
 func (c *Connector) modemConfig(meta *LoginMetadata) (config.Modem, bool) {
@@ -222,6 +238,7 @@ func (c *Connector) lineConfig(m config.Modem, ownNumber string) sms.Config {
 		RatePerMinute:    s.RatePerMinute,
 		RatePerDay:       s.RatePerDay,
 		RatePerMonth:     s.RatePerMonth,
+		UserRatePerDay:   s.UserRatePerDay,
 		MaxAttempts:      s.MaxAttempts,
 		WatchdogInterval: s.WatchdogInterval,
 	}
@@ -342,7 +359,7 @@ func (c *Connector) startRCS(ctx context.Context) error {
 			BaseURL: strings.TrimRight(rc.PublicURL, "/") + mediaPath, TTL: rc.MessageTTL, Log: c.log.Named("rcs_media")})
 	}
 	c.rcs = rcs.NewTransport(prov, rcs.TransportConfig{ReachableTTL: rc.CapabilityTTLReachable, UnreachableTTL: rc.CapabilityTTLUnreachable,
-		MessageTTL: rc.MessageTTL, Media: c.rcsMedia, Log: c.log.Named("rcs")})
+		MessageTTL: rc.MessageTTL, Media: c.rcsMedia, Log: c.log.Named("rcs"), Budget: c.quota, PerDay: rc.RatePerDay})
 	wh.PathPrefix = rc.WebhookPath
 	wh.Store = rcs.NewDBEventStore(c.br.DB.Database)
 	wh.Consumer = c.handleRCSEvent
@@ -392,6 +409,8 @@ func newRCSProvider(rc config.RCS) (prov rcs.Provider, wh rcs.WebhookConfig, err
 
 // refreshLocalLines tells the directory which numbers are lines of this
 // bridge, and whose: a contact who is another line's owner is on Matrix.
+// Only lines whose number is proven count: a number merely typed or
+// reported by a modem could be anyone's.
 func (c *Connector) refreshLocalLines(ctx context.Context) {
 	if c.dir == nil {
 		return
@@ -409,7 +428,7 @@ func (c *Connector) refreshLocalLines(ctx context.Context) {
 			return
 		}
 		for _, l := range logins {
-			if meta, ok := l.Metadata.(*LoginMetadata); ok && meta.Number != "" {
+			if meta, ok := l.Metadata.(*LoginMetadata); ok && meta.Number != "" && c.proven(meta) {
 				lines[meta.Number] = l.UserMXID
 			}
 		}
@@ -499,4 +518,16 @@ func portalMeta(portal *bridgev2.Portal) *PortalMetadata {
 		portal.Metadata = meta
 	}
 	return meta
+}
+
+// userLineIDs returns the line IDs (modem keys) of owner's connected lines,
+// which share network.sms.user_rate_per_day.
+func (c *Connector) userLineIDs(owner id.UserID) []string {
+	var out []string
+	for _, l := range c.br.GetAllCachedUserLogins() {
+		if cl, ok := l.Client.(*Client); ok && l.UserMXID == owner {
+			out = append(out, cl.modemKey)
+		}
+	}
+	return out
 }

@@ -97,6 +97,12 @@ type envOptions struct {
 	env []string
 	// second adds a second modem (sim1, +15550002222) as e.sim2.
 	second bool
+	// sim2 replaces the second modem's options.
+	sim2 *modemsim.Options
+	// cnum leaves own_number out of the modems' config: a line learns its
+	// number from AT+CNUM (or its user) and proves it by SMS. Otherwise
+	// each modem's own_number is its simulator's OwnNumber, set by the admin.
+	cnum bool
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -119,14 +125,25 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		}
 	}
 	e.env = o.env
+	ownNumber := func(n string) string {
+		if o.cnum || n == "" {
+			return ""
+		}
+		return "\n      own_number: \"" + n + "\""
+	}
+	firstModem := e.device + ownNumber(opts.OwnNumber)
 	secondModem := ""
 	if o.second {
-		e.sim2, err = modemsim.Start(modemsim.Options{OwnNumber: "+15550002222", Echo: true})
+		opts2 := modemsim.Options{OwnNumber: "+15550002222", Echo: true}
+		if o.sim2 != nil {
+			opts2 = *o.sim2
+		}
+		e.sim2, err = modemsim.Start(opts2)
 		if err != nil {
 			t.Fatalf("start the second modemsim: %v", err)
 		}
 		t.Cleanup(func() { _ = e.sim2.Close() })
-		secondModem = "\n    - id: sim1\n      device: " + e.sim2.Path()
+		secondModem = "\n    - id: sim1\n      device: " + e.sim2.Path() + ownNumber(opts2.OwnNumber)
 	}
 	hsPort, err := dendritetest.FreePort()
 	if err != nil {
@@ -165,6 +182,7 @@ database:
 bridge:
   permissions:
     "localhost": user
+    "@boss:localhost": admin
 encryption:
   allow: true
   default: true
@@ -186,8 +204,11 @@ network:
     send_timeout: 30s
     status_reports: true
     rate_per_minute: 0
+    rate_per_day: 0
+    rate_per_month: 0
+    user_rate_per_day: 0
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, e.device, secondModem, o.network)
+`, hsPort, e.asPort, e.asPort, dbConfig, firstModem, secondModem, o.network)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -695,7 +716,9 @@ func (e *env) provision(user id.UserID, method, path string, body any) map[strin
 }
 
 func TestProvisioningLoginAsksPINAndNumber(t *testing.T) {
-	e := newEnvWith(t, envOptions{sim: modemsim.Options{PIN: "2468", Echo: true}}) // locked SIM that does not know its number
+	// A locked SIM that does not know its number (+CNUM answers nothing);
+	// on the network it is +15550002222.
+	e := newEnvWith(t, envOptions{sim: modemsim.Options{PIN: "2468", Echo: true, Subscriber: "+15550002222"}})
 	bob := e.newUser("bob")
 
 	step := e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/start/modem", nil)
@@ -714,8 +737,16 @@ func TestProvisioningLoginAsksPINAndNumber(t *testing.T) {
 		t.Fatalf("after the PIN, step = %v, want the number step", step["_raw"])
 	}
 	step = e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/step/"+proc+"/com.github.bubbled.modem.number/user_input", map[string]string{"number": "(555) 000-2222"})
+	if step["step_id"] != "com.github.bubbled.modem.check" || step["type"] != "display_and_wait" {
+		t.Fatalf("after the number, step = %v, want the number check", step["_raw"])
+	}
+	// The typed number is proven by the SMS the line texts to it.
+	step = e.provision(bob.cli.UserID, http.MethodPost, "/v3/login/step/"+proc+"/com.github.bubbled.modem.check/display_and_wait", nil)
 	if step["type"] != "complete" {
-		t.Fatalf("after the number, step = %v, want complete", step["_raw"])
+		t.Fatalf("after the number check, step = %v, want complete; log:\n%s", step["_raw"], e.tail())
+	}
+	if sent := e.sim.Sent(); len(sent) != 1 || sent[0].To != "+15550002222" || !strings.HasPrefix(sent[0].Text, "bubbled line check ") {
+		t.Fatalf("the modem sent %+v, want one number check to +15550002222", sent)
 	}
 	logins := e.provision(bob.cli.UserID, http.MethodGet, "/v3/logins", nil)
 	if !strings.Contains(fmt.Sprint(logins["_raw"]), "15550002222") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,7 +260,8 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 }
 
 // rcsConversation picks the line an RCS contact talks to: the line that
-// already has a chat with them, else the first logged-in line.
+// already has a chat with them, else the first line of network.rcs.owner
+// (or of the only user with lines).
 func (c *Connector) rcsConversation(ctx context.Context, number string) (*bridgev2.UserLogin, *bridgev2.Portal, error) {
 	if _, err := phone.Parse(number, ""); err != nil {
 		return nil, nil, fmt.Errorf("RCS event from %q: %w", phone.Mask(number), err)
@@ -274,7 +276,17 @@ func (c *Connector) rcsConversation(ctx context.Context, number string) (*bridge
 			return l, p, nil
 		}
 	}
-	return logins[0], nil, nil
+	owner := c.cfg.RCS.Owner
+	if owner == "" && slices.ContainsFunc(logins, func(l *bridgev2.UserLogin) bool { return l.UserMXID != logins[0].UserMXID }) {
+		return nil, nil, errors.New("an RCS message from a new contact waits: several Matrix users have lines and network.rcs.owner is not set; set it to the user who gets RCS from new contacts")
+	}
+	slices.SortFunc(logins, func(a, b *bridgev2.UserLogin) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	for _, l := range logins {
+		if owner == "" || l.UserMXID == owner {
+			return l, nil, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("an RCS message from a new contact waits: network.rcs.owner %s has no line logged in; log one in as that user", owner)
 }
 
 // convertRCS makes the Matrix message of an inbound RCS message.

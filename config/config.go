@@ -37,6 +37,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/id"
 )
 
 // Names used when rendering mautrix's example config as the defaults layer.
@@ -132,6 +133,13 @@ type RCS struct {
 	// Provider is rbm (Google RCS Business Messaging), maap (a GSMA MaaP
 	// chatbot platform) or "" (no RCS route).
 	Provider string `yaml:"provider"`
+	// Owner is the Matrix user whose line gets RCS messages from contacts
+	// without a chat yet. Required once more than one Matrix user has
+	// lines (checked when such a message arrives); "" picks the only user.
+	Owner id.UserID `yaml:"owner"`
+	// RatePerDay caps the RCS messages sent per calendar day; past it
+	// messages take the next route. 0 means no cap. Default 500.
+	RatePerDay int `yaml:"rate_per_day"`
 	// WebhookPath is where the provider's webhooks are served on the
 	// appservice listener (default /rcs: /rcs/rbm, /rcs/maap).
 	WebhookPath string `yaml:"webhook_path"`
@@ -238,10 +246,19 @@ type SMS struct {
 	// StatusReports asks the network for delivery reports (default true).
 	StatusReports bool `yaml:"status_reports"`
 	// RatePerMinute, RatePerDay and RatePerMonth cap the SMS parts one line
-	// sends (carriers cap them); 0 means no cap.
+	// sends (carriers cap them); 0 means no cap. Defaults 10, 200, 2000.
 	RatePerMinute int `yaml:"rate_per_minute"`
 	RatePerDay    int `yaml:"rate_per_day"`
 	RatePerMonth  int `yaml:"rate_per_month"`
+	// UserRatePerDay caps the SMS parts all lines of one Matrix user send
+	// per calendar day together; 0 means no cap. Default 300.
+	UserRatePerDay int `yaml:"user_rate_per_day"`
+	// USSDPerDay caps the USSD codes one line sends per calendar day; 0
+	// means no cap. Default 20.
+	USSDPerDay int `yaml:"ussd_per_day"`
+	// NumberCheckTimeout is how long a login waits for the SMS its line
+	// texts itself to prove its number (default 3m).
+	NumberCheckTimeout time.Duration `yaml:"number_check_timeout"`
 	// MaxAttempts is how often a part is tried on temporary network errors
 	// (default 5).
 	MaxAttempts int `yaml:"max_attempts"`

@@ -240,6 +240,21 @@ func TestLoadProblems(t *testing.T) {
 			want: [][]string{{"network.privacy.unknown_senders:", `"quarantine"`, "needs contacts", "set network.contacts.carddav.url"}},
 		},
 		{
+			name: "rcs owner not a user ID, negative caps",
+			edit: func(t *testing.T, s string) string {
+				s = replace(t, s, `owner: ""`, `owner: "alice"`)
+				s = replace(t, s, "rate_per_day: 500", "rate_per_day: -1")
+				s = replace(t, s, "user_rate_per_day: 300", "user_rate_per_day: -3")
+				return replace(t, s, "ussd_per_day: 20", "ussd_per_day: -2")
+			},
+			want: [][]string{
+				{"network.rcs.owner:", `"alice"`, "is not a Matrix user ID", "@you:example.org"},
+				{"network.rcs.rate_per_day:", "-1", "is negative", "0 for no cap"},
+				{"network.sms.user_rate_per_day:", "-3", "is negative"},
+				{"network.sms.ussd_per_day:", "-2", "is negative"},
+			},
+		},
+		{
 			name: "unknown rcs provider",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `provider: ""`, `provider: carrier-pigeon`)

@@ -255,7 +255,8 @@ func (c *Config) validateNetwork(ch *checker) {
 				`write the SIM's 4 to 8 digit PIN as a quoted string, e.g. "1234", or remove the key if the SIM has no PIN`)
 		}
 		if m.OwnNumber != "" {
-			if !phone.Valid(m.OwnNumber, region) {
+			// Possible is enough: the admin states it, and plans outgrow metadata.
+			if _, problem := phone.Explain(m.OwnNumber, region); problem != "" {
 				ch.add(at("own_number"), q(m.OwnNumber), "is not a valid phone number for region "+region,
 					"write the SIM's number in international form, e.g. +12015550123, or remove the key to ask the SIM")
 			}
@@ -265,16 +266,19 @@ func (c *Config) validateNetwork(ch *checker) {
 	if s.MaxParts < 1 || s.MaxParts > 255 {
 		ch.add([]string{"network", "sms", "max_parts"}, strconv.Itoa(s.MaxParts), "is out of range", "write a number from 1 to 255, e.g. 10")
 	}
-	if s.CommandTimeout <= 0 {
-		ch.add([]string{"network", "sms", "command_timeout"}, s.CommandTimeout.String(), "is not a positive duration", "write e.g. 10s")
-	}
-	if s.SendTimeout <= 0 {
-		ch.add([]string{"network", "sms", "send_timeout"}, s.SendTimeout.String(), "is not a positive duration", "write e.g. 120s")
+	for _, d := range []struct {
+		k, eg string
+		v     time.Duration
+	}{{"command_timeout", "10s", s.CommandTimeout}, {"number_check_timeout", "3m", s.NumberCheckTimeout}, {"send_timeout", "120s", s.SendTimeout}} {
+		if d.v <= 0 {
+			ch.add([]string{"network", "sms", d.k}, d.v.String(), "is not a positive duration", "write e.g. "+d.eg)
+		}
 	}
 	for _, r := range []struct {
 		k string
 		v int
-	}{{"rate_per_minute", s.RatePerMinute}, {"rate_per_day", s.RatePerDay}, {"rate_per_month", s.RatePerMonth}} {
+	}{{"rate_per_minute", s.RatePerMinute}, {"rate_per_day", s.RatePerDay}, {"rate_per_month", s.RatePerMonth},
+		{"user_rate_per_day", s.UserRatePerDay}, {"ussd_per_day", s.USSDPerDay}} {
 		if r.v < 0 {
 			ch.add([]string{"network", "sms", r.k}, strconv.Itoa(r.v), "is negative", "write a number of SMS parts, or 0 for no cap")
 		}
@@ -308,6 +312,14 @@ func (c *Config) validateRCS(ch *checker) {
 	}
 	if !strings.HasPrefix(r.WebhookPath, "/") || strings.HasPrefix(r.WebhookPath, "/_matrix") {
 		ch.add(key("webhook_path"), q(r.WebhookPath), "is not a path of its own", "write a path starting with / outside /_matrix, e.g. /rcs")
+	}
+	if r.Owner != "" {
+		if _, _, err := r.Owner.ParseAndValidateRelaxed(); err != nil || !strings.HasPrefix(string(r.Owner), "@") {
+			ch.add(key("owner"), q(string(r.Owner)), "is not a Matrix user ID", `write the full user ID of the user who gets RCS from new contacts, e.g. "@you:example.org", or "" with a single user`)
+		}
+	}
+	if r.RatePerDay < 0 {
+		ch.add(key("rate_per_day"), strconv.Itoa(r.RatePerDay), "is negative", "write a number of RCS messages per day, or 0 for no cap")
 	}
 	switch r.Provider {
 	case "":

@@ -3,6 +3,7 @@ package rcs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -31,7 +32,25 @@ type TransportConfig struct {
 	// Clock tells the time of cached answers; nil means
 	// fallback.SystemClock.
 	Clock fallback.Clock
+	// Budget, when set, caps the messages sent per calendar day at PerDay
+	// (network.rcs.rate_per_day; the provider charges per message): past
+	// it Send is unreachable, so the next route takes the message. A send
+	// that fails gives its use back.
+	Budget Budget
+	// PerDay is the cap Budget applies; 0 or less counts without a cap.
+	PerDay int
 }
+
+// Budget counts uses of a named daily budget; quota.Counter is one.
+type Budget interface {
+	// Take counts one use, or refuses (an error) when limit uses were counted today.
+	Take(ctx context.Context, name string, limit int) error
+	// Return gives back one use counted today.
+	Return(ctx context.Context, name string) error
+}
+
+// budgetName is the name of the RCS route's daily budget.
+const budgetName = "rcs"
 
 // capability is a cached capability answer.
 type capability struct {
@@ -135,6 +154,22 @@ func (t *Transport) SetSubscribed(e164 string, subscribed bool) {
 // unreachable (the next route takes the message), ErrTemporary temporary,
 // ErrPermanent permanent.
 func (t *Transport) Send(ctx context.Context, msg *fallback.Message) (*fallback.Receipt, error) {
+	if t.cfg.Budget == nil {
+		return t.send(ctx, msg)
+	}
+	if err := t.cfg.Budget.Take(ctx, budgetName, t.cfg.PerDay); err != nil {
+		return nil, fallback.Unreachable(fmt.Errorf("RCS is capped for today (network.rcs.rate_per_day): %w", err))
+	}
+	rcpt, err := t.send(ctx, msg)
+	if err != nil {
+		if rerr := t.cfg.Budget.Return(ctx, budgetName); rerr != nil {
+			t.cfg.Log.Warn("failed to give back an unsent RCS message's use of today's budget", zap.Error(rerr))
+		}
+	}
+	return rcpt, err
+}
+
+func (t *Transport) send(ctx context.Context, msg *fallback.Message) (*fallback.Receipt, error) {
 	out := &OutboundMessage{EventID: msg.ID, Text: msg.Text, TTL: t.cfg.MessageTTL}
 	if msg.File != nil {
 		out.Text = ""

@@ -2,7 +2,9 @@ package rcs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +128,55 @@ func TestTransportNotRCSAndRevoke(t *testing.T) {
 	}
 	if ok, err := tr.Reachable(ctx, msg); ok || err != nil {
 		t.Fatalf("Reachable after ErrNotRCS = %v, %v; want the cache forgotten and false", ok, err)
+	}
+}
+
+// fakeBudget is a Budget in memory.
+type fakeBudget struct {
+	used  map[string]int
+	taken int
+}
+
+func (b *fakeBudget) Take(_ context.Context, name string, limit int) error {
+	if limit > 0 && b.used[name] >= limit {
+		return errors.New("the limit of 2 per day is reached")
+	}
+	b.used[name]++
+	b.taken++
+	return nil
+}
+
+func (b *fakeBudget) Return(_ context.Context, name string) error {
+	b.used[name]--
+	return nil
+}
+
+// TestTransportBudget: past the daily cap Send is unreachable (the next
+// route takes the message) and the provider is not asked; a failed send
+// gives its use back.
+func TestTransportBudget(t *testing.T) {
+	fake, prov := trRBM(t)
+	b := &fakeBudget{used: map[string]int{}}
+	tr := NewTransport(prov, TransportConfig{ReachableTTL: time.Hour, UnreachableTTL: time.Hour, Log: zaptest.NewLogger(t), Budget: b, PerDay: 2})
+	ctx := context.Background()
+	fake.RemoveNumber(trReachable)
+	if _, err := tr.Send(ctx, &fallback.Message{ID: "$gone", To: trReachable, Text: "hi"}); err == nil {
+		t.Fatal("send to a number without RCS worked")
+	}
+	if b.used["rcs"] != 0 {
+		t.Fatalf("a failed send used %d of the budget, want 0", b.used["rcs"])
+	}
+	fake.SetCapabilities(trReachable, "RICHCARD_STANDALONE")
+	for i := 0; i < 2; i++ {
+		if _, err := tr.Send(ctx, &fallback.Message{ID: fmt.Sprint("$ok", i), To: trReachable, Text: "hi"}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	_, err := tr.Send(ctx, &fallback.Message{ID: "$over", To: trReachable, Text: "hi"})
+	if got := fallback.Classify(err); got != fallback.ClassUnreachable || !strings.Contains(err.Error(), "rate_per_day") {
+		t.Fatalf("send past the cap: class %s (%v), want unreachable naming the key", got, err)
+	}
+	if n := len(fake.Messages()); n != 2 {
+		t.Errorf("the provider got %d messages, want 2", n)
 	}
 }

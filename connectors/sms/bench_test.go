@@ -48,3 +48,25 @@ func BenchmarkOutbox(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOutboxCapsOn is BenchmarkOutbox (no latency) with every cap on,
+// as the default config has them (limits high enough never to hold): the
+// cost of counting the day's, month's and the person's parts per part.
+func BenchmarkOutboxCapsOn(b *testing.B) {
+	cfg := Config{RatePerMinute: 1 << 30, RatePerDay: 1 << 30, RatePerMonth: 1 << 30, UserRatePerDay: 1 << 30,
+		UserLines: func() []string { return []string{"line2"} }}
+	o := newOutLine(b, modemsim.Options{}, cfg, true)
+	ctx := context.Background()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := o.line.Enqueue(ctx, OutMessage{ID: fmt.Sprint("$b", i), To: bob, Text: fmt.Sprint("benchmark ", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := o.sim.WaitSent(ctx, b.N); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/part")
+}

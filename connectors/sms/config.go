@@ -76,6 +76,15 @@ type Config struct {
 	// line sends per rolling minute, per calendar day and per calendar
 	// month (in Location); 0 = no cap.
 	RatePerMinute, RatePerDay, RatePerMonth int
+	// UserRatePerDay caps the parts sent per calendar day by this line
+	// and the lines UserLines names together (the lines of one person);
+	// 0 = no cap. Like the line's own caps it counts the sent parts in the
+	// database, so a restart does not reset it.
+	UserRatePerDay int
+	// UserLines returns the IDs of the other lines that share
+	// UserRatePerDay with this one; nil means none. It is called on the
+	// sender goroutine before each part and must not block.
+	UserLines func() []string
 	// Location is the time zone of the day and month caps; default
 	// time.Local.
 	Location *time.Location

@@ -34,6 +34,13 @@ var (
 	ErrUnresponsive = at.ErrUnresponsive
 )
 
+// ErrNotYet, returned (wrapped) by a Handler, says it cannot take this
+// item yet but may take later ones meanwhile: the item stays pending and is
+// handed again first, and later items are still offered. A login flow that
+// waits for its number check uses it; a Handler that bridges messages must
+// not take a later one while an earlier one waits, or it reorders them.
+var ErrNotYet = errors.New("the handler cannot take this item yet")
+
 // ErrNoPDUMode reports that the modem refused AT+CMGF=0: bubbled only speaks
 // PDU mode, so such a modem cannot be used.
 var ErrNoPDUMode = errors.New("the modem refused PDU mode (AT+CMGF=0); bubbled needs a modem that supports SMS PDU mode")

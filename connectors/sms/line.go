@@ -226,6 +226,10 @@ func (l *Line) StartReceiving(ctx context.Context) error {
 	return nil
 }
 
+// Receiving reports whether StartReceiving succeeded on this Line (the
+// login flow starts reception early to check the line's number).
+func (l *Line) Receiving() bool { return l.in.isReceiving() }
+
 // Close stops the Line's goroutines (the run loop, then each concern's)
 // and closes the port. Messages being received stay in the database or on
 // the SIM and are picked up by the next StartReceiving. Close is

@@ -2,6 +2,7 @@ package sms
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -106,13 +107,20 @@ func (b *mailbox[T]) handAll(ctx context.Context) error {
 		if err != nil || len(items) == 0 {
 			return err
 		}
+		var notYet error
 		for _, it := range items {
-			if err := h(ctx, it); err != nil {
+			if err := h(ctx, it); errors.Is(err, ErrNotYet) {
+				notYet = fmt.Errorf("handle %s: %w", b.name(it), err)
+				continue
+			} else if err != nil {
 				return fmt.Errorf("handle %s: %w", b.name(it), err)
 			}
 			if err := b.mark(ctx, it); err != nil {
 				return err
 			}
+		}
+		if notYet != nil {
+			return notYet // the waiting items stay pending: ask again later
 		}
 	}
 }

@@ -166,7 +166,9 @@ func (o *outbox) sendLoop(ctx context.Context) {
 		msgs, err := o.store.activeOut(ctx)
 		if err == nil {
 			for _, m := range msgs {
-				q.add(m)
+				if !o.dropStaleCheck(ctx, m) {
+					q.add(m)
+				}
 			}
 			break
 		}
@@ -217,6 +219,7 @@ func (o *outbox) sendLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
+			case <-o.kick: // a message queued meanwhile is held too, and told so
 			case <-fallback.After(o.clock, until.Sub(now)):
 			}
 			continue
@@ -471,4 +474,20 @@ func parseCMGS(info []string) int {
 		}
 	}
 	return -1
+}
+
+// dropStaleCheck fails a number-check SMS queued before this Open: the
+// login that waited for it is gone (they live in memory), so sending it
+// now would text a code to a number nobody is checking, maybe a stranger's.
+func (o *outbox) dropStaleCheck(ctx context.Context, m *outMsg) bool {
+	if !strings.HasPrefix(m.id, numberCheckIDPrefix) {
+		return false
+	}
+	if err := o.store.finish(ctx, m, OutcomeFailed, "the login that checked this number has ended", -1); err != nil {
+		o.log.Error("failed to drop a stale number-check SMS; it is sent instead", zap.Error(err))
+		return false
+	}
+	o.log.Info("dropped a number-check SMS of an earlier login")
+	o.wakeOutcomes()
+	return true
 }

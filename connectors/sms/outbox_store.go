@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -396,6 +397,20 @@ func (s *store) sentSince(ctx context.Context, t time.Time) (int, error) {
 	var n int
 	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_outbox_part WHERE line_id=$1 AND sent_at >= $2`, s.line, t.UnixMilli()).Scan(&n)
 	return n, err
+}
+
+// sentSinceOn counts parts the modems of lines accepted at or after t.
+func (s *store) sentSinceOn(ctx context.Context, lines []string, t time.Time) (int, error) {
+	total := 0
+	for _, line := range slices.Compact(slices.Sorted(slices.Values(lines))) {
+		var n int
+		err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_outbox_part WHERE line_id=$1 AND sent_at >= $2`, line, t.UnixMilli()).Scan(&n)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // oldestSentSince returns the time of the oldest part sent at or after t.

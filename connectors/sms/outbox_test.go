@@ -360,11 +360,16 @@ func TestPacing(t *testing.T) {
 		first   int // sent before the cap
 		advance time.Duration
 		held    string // reason of Held ("" = no Held outcome)
+		seed    int    // parts line2 sent today, before the test
 	}{
 		{name: "per day", cfg: Config{RatePerDay: 2}, n: 4, first: 2, advance: 2 * time.Hour,
 			held: "the line's limit of 2 SMS per day is reached; it will be sent after 00:00"},
 		{name: "per month", cfg: Config{RatePerMonth: 3}, n: 4, first: 3, advance: 22 * 24 * time.Hour,
 			held: "the line's limit of 3 SMS per month is reached; it will be sent after 1 April 00:00"},
+		{name: "per user across lines", cfg: Config{UserRatePerDay: 3, UserLines: func() []string { return []string{"line2"} }},
+			seed: 2, n: 3, first: 1, advance: 2 * time.Hour,
+			held: "your limit of 3 SMS per day across your lines is reached; it will be sent after 00:00"},
+		{name: "per user ignores other people's lines", cfg: Config{UserRatePerDay: 3}, seed: 2, n: 3, first: 3},
 		{name: "per minute paces silently", cfg: Config{RatePerMinute: 2}, n: 3, first: 2, advance: time.Minute + time.Second},
 	}
 	for _, tc := range cases {
@@ -373,6 +378,12 @@ func TestPacing(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Clock, cfg.Location = clk, loc
 			o := newOutLine(t, modemsim.Options{}, cfg, false)
+			for i := 0; i < tc.seed; i++ {
+				if _, err := o.db.Exec(testCtx(t), `INSERT INTO bubbled_sms_outbox_part (line_id, msg_id, seq, pdu, tpdu_len, state, mr, sent_at, status, reported_at)
+					VALUES ('line2', $1, 1, '', 0, 'sent', $2, $3, 0, 0)`, fmt.Sprint("other", i), i, start.Add(-time.Hour).UnixMilli()); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for i := 0; i < tc.n; i++ {
 				o.enqueue(t, fmt.Sprint("m", i), bob, fmt.Sprint("message ", i))
 			}
@@ -415,5 +426,23 @@ func TestPacing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPacingHoldsLateMessages: a message queued while a day cap already
+// holds the outbox gets its own Held outcome (its room is told) at once.
+func TestPacingHoldsLateMessages(t *testing.T) {
+	clk := fallbacktest.NewClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+	o := newOutLine(t, modemsim.Options{}, Config{RatePerDay: 1, Clock: clk, Location: time.UTC}, false)
+	o.enqueue(t, "m0", bob, "first")
+	o.enqueue(t, "m1", bob, "second")
+	o.open(t)
+	o.out.wait(t, "m1", OutcomeHeld)
+	o.enqueue(t, "m2", bob, "queued while held")
+	if h := o.out.wait(t, "m2", OutcomeHeld); !strings.Contains(h.Reason, "limit of 1 SMS per day") {
+		t.Errorf("held reason %q", h.Reason)
+	}
+	if n := len(o.sim.Sent()); n != 1 {
+		t.Errorf("%d sent, want 1", n)
 	}
 }

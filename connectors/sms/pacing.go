@@ -46,6 +46,9 @@ func (o *outbox) paceCheck(ctx context.Context, now time.Time) (until time.Time,
 		{o.cfg.RatePerDay, time.Date(ln.Year(), ln.Month(), ln.Day(), 0, 0, 0, 0, o.cfg.Location),
 			func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }, "day", "15:04"},
 	}
+	if until, reason, err := o.userCapCheck(ctx, calendar[1].start); err != nil || !until.IsZero() {
+		return until, reason, err == nil, err
+	}
 	for _, c := range calendar {
 		if c.limit <= 0 {
 			continue
@@ -79,4 +82,23 @@ func (o *outbox) paceCheck(ctx context.Context, now time.Time) (until time.Time,
 		}
 	}
 	return time.Time{}, "", false, nil
+}
+
+// userCapCheck applies Config.UserRatePerDay: the parts sent since dayStart
+// by this line and the lines of the same person.
+func (o *outbox) userCapCheck(ctx context.Context, dayStart time.Time) (until time.Time, reason string, err error) {
+	if o.cfg.UserRatePerDay <= 0 {
+		return until, "", nil
+	}
+	lines := []string{o.cfg.ID}
+	if o.cfg.UserLines != nil {
+		lines = append(lines, o.cfg.UserLines()...)
+	}
+	n, err := o.store.sentSinceOn(ctx, lines, dayStart)
+	if err != nil || n < o.cfg.UserRatePerDay {
+		return until, "", err
+	}
+	until = dayStart.AddDate(0, 0, 1)
+	return until, fmt.Sprintf("your limit of %d SMS per day across your lines is reached; it will be sent after %s",
+		o.cfg.UserRatePerDay, until.Format("15:04")), nil
 }

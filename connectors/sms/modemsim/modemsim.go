@@ -72,6 +72,12 @@ type Options struct {
 	// OwnNumber is answered by AT+CNUM; "" makes +CNUM return OK with no
 	// information lines (SIM without MSISDN, common in practice).
 	OwnNumber string
+	// Subscriber is the SIM's number on the simulated network (its MSISDN),
+	// default OwnNumber. It may differ from what +CNUM says (a SIM without
+	// MSISDN, or one written by its user): like a real network, an SMS the
+	// host submits to Subscriber comes back to this SIM as an SMS-DELIVER
+	// from Subscriber, routed per +CNMI like any other.
+	Subscriber string
 	// PIN, when set, locks the SIM at power-up: +CPIN? says "SIM PIN" until
 	// AT+CPIN="<PIN>" is given. Three wrong PINs switch to "SIM PUK".
 	PIN string

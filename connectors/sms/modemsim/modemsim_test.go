@@ -826,3 +826,50 @@ func TestUnpluggedPathStaysGone(t *testing.T) {
 		t.Fatalf("stat %s after Replug: %v, want it still gone", old, err)
 	}
 }
+
+// TestSMSToOwnNumberComesBack: the network delivers an SMS the host sends to
+// the SIM's own number (Subscriber, else OwnNumber) back to the SIM, from
+// that number; SMS to other numbers do not come back.
+func TestSMSToOwnNumberComesBack(t *testing.T) {
+	tests := []struct {
+		name       string
+		opts       Options
+		to         string
+		wantStored int
+	}{
+		{"to OwnNumber", Options{OwnNumber: "+15550001111"}, "+15550001111", 1},
+		{"to Subscriber while +CNUM knows nothing", Options{Subscriber: "+15550002222"}, "+15550002222", 1},
+		{"to another number", Options{OwnNumber: "+15550001111"}, "+15557654321", 0},
+		{"to +CNUM when Subscriber differs", Options{OwnNumber: "+15550001111", Subscriber: "+15550002222"}, "+15550001111", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t, tc.opts)
+			h.cmd("AT+CMEE=1\r", "\r\nOK\r\n")
+			enc := sms.NewEncoder(sms.AsSubmit)
+			pdus, lens := submitPDUs(t, enc, tc.to, "line check 123456", false)
+			h.cmd(fmt.Sprintf("AT+CMGS=%d\r", lens[0]), "\r\n> ")
+			h.cmd(pdus[0]+"\x1a", cmgsFrame(1))
+			if tc.wantStored == 0 {
+				h.quiet(300 * time.Millisecond)
+				if n := h.sim.Stored(); n != 0 {
+					t.Fatalf("stored %d messages, want none", n)
+				}
+				return
+			}
+			h.expect("\r\n+CMTI: \"SM\",1\r\n")
+			msgs := h.sim.Messages()
+			if len(msgs) != 1 {
+				t.Fatalf("stored %d messages, want 1", len(msgs))
+			}
+			d := decodeMT(t, msgs[0].PDU)
+			text, err := sms.Decode([]*tpdu.TPDU{d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.OA.Number() != tc.to || string(text) != "line check 123456" {
+				t.Errorf("came back from %q with %q, want from %q", d.OA.Number(), text, tc.to)
+			}
+		})
+	}
+}

@@ -329,6 +329,28 @@ func (s *Sim) collectLocked(p submitPart) {
 	s.sent = append(s.sent, msg)
 	close(s.sentSignal)
 	s.sentSignal = make(chan struct{})
+	s.loopBackLocked(msg)
+}
+
+// loopBackLocked plays the network delivering a message the host sent to
+// the SIM's own number back to it, from that number.
+func (s *Sim) loopBackLocked(msg Sent) {
+	own := s.opts.Subscriber
+	if own == "" {
+		own = s.opts.OwnNumber
+	}
+	if own == "" || strings.TrimPrefix(msg.To, "+") != strings.TrimPrefix(own, "+") {
+		return
+	}
+	parts, err := s.encodeDeliverLocked(own, msg.Text)
+	if err == nil {
+		err = s.routeLocked(parts)
+	}
+	if err != nil {
+		s.log.Warn("failed to deliver a message to the SIM's own number back to it", zap.Error(err))
+		return
+	}
+	s.kickEngine()
 }
 
 func (s *Sim) cmdCMGR(c call) ([]string, string, *prompt) {
