@@ -46,10 +46,10 @@ func TestRoundTrip(t *testing.T) {
 			Parts:       []Part{{ContentType: ContentType{Media: MediaText, Charset: CharsetUTF8}, ContentID: "t", Data: []byte("hi all")}}},
 		"notification absolute expiry": {Type: NotificationInd, TransactionID: "x", From: PLMN("+4477"),
 			Class: "informational", Size: 1 << 20, Expiry: Expiry{At: time.Unix(2000000000, 0).UTC()}, ContentLocation: "http://mmsc/x"},
-		"delivery-ind": {Type: DeliveryInd, MessageID: "m9", To: []string{PLMN("+4477")}, Date: time.Unix(5, 0).UTC(), Status: StatusRetrieved},
-		"acknowledge-ind": {Type: AcknowledgeInd, TransactionID: "ack", ReportAllowed: 0x81},
+		"delivery-ind":      {Type: DeliveryInd, MessageID: "m9", To: []string{PLMN("+4477")}, Date: time.Unix(5, 0).UTC(), Status: StatusRetrieved},
+		"acknowledge-ind":   {Type: AcknowledgeInd, TransactionID: "ack", ReportAllowed: 0x81},
 		"send-conf refused": {Type: SendConf, TransactionID: "t", ResponseStatus: 0xE5, ResponseText: "too big"},
-		"long subject": {Type: SendReq, TransactionID: "l", Subject: strings.Repeat("ä", 40), FromInsert: true},
+		"long subject":      {Type: SendReq, TransactionID: "l", Subject: strings.Repeat("ä", 40), FromInsert: true},
 	}
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -101,7 +101,7 @@ func TestPartText(t *testing.T) {
 // of notes/mms.md §7 V5 (their bodies are not in the note, so the test
 // ends them with an empty multipart).
 func TestSendReqPrefixes(t *testing.T) {
-	group := unhex(t, "8C809830303030303030303030303200 8D90 890181 972B33333631323334353637382F545950453D504C4D4E00 972B33333631323334353637392F545950453D504C4D4E00 841BB389 6170706C69636174696F6E2F736D696C00 8A3C534D494C3E00" + " 00")
+	group := unhex(t, "8C809830303030303030303030303200 8D90 890181 972B33333631323334353637382F545950453D504C4D4E00 972B33333631323334353637392F545950453D504C4D4E00 841BB389 6170706C69636174696F6E2F736D696C00 8A3C534D494C3E00"+" 00")
 	p, err := Decode(group)
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestSendReqPrefixes(t *testing.T) {
 		p.ContentType.Media != MediaRelated || p.ContentType.Type != MediaSMIL || p.ContentType.Start != "<SMIL>" {
 		t.Errorf("group send-req decoded as %+v", p)
 	}
-	iphone := unhex(t, "8C809831323632393537333536 2D3300 8D92 97108331333337 2F545950453D504C4D4E00 890181 841BB389 6170706C69636174696F6E2F736D696C00 8A302E736D696C00" + " 00")
+	iphone := unhex(t, "8C809831323632393537333536 2D3300 8D92 97108331333337 2F545950453D504C4D4E00 890181 841BB389 6170706C69636174696F6E2F736D696C00 8A302E736D696C00"+" 00")
 	p, err = Decode(iphone)
 	if err != nil {
 		t.Fatal(err)

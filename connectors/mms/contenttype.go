@@ -59,12 +59,12 @@ func IsMultipart(media string) bool {
 // ContentType is a decoded WSP Content-type value with the parameters MMS
 // uses.
 type ContentType struct {
-	Media    string // e.g. "image/jpeg", MediaRelated
-	Charset  int    // MIBenum; 0 = not given
-	Name     string // name or filename parameter
-	Start    string // multipart/related start (a Content-ID)
-	Type     string // multipart/related type (the start part's media)
-	Unknown  int    // parameters skipped
+	Media   string // e.g. "image/jpeg", MediaRelated
+	Charset int    // MIBenum; 0 = not given
+	Name    string // name or filename parameter
+	Start   string // multipart/related start (a Content-ID)
+	Type    string // multipart/related type (the start part's media)
+	Unknown int    // parameters skipped
 }
 
 // contentType reads a Content-type-value: short-int, text, or
