@@ -287,6 +287,7 @@ func (c *Config) validateNetwork(ch *checker) {
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
 	c.validateRCS(ch)
+	c.validateMMS(ch)
 }
 
 func (c *Config) validateRCS(ch *checker) {
