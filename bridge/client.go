@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 )
@@ -50,9 +51,12 @@ type Client struct {
 	troubled atomic.Bool
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	line    *sms.Line // current line; a closed Line is replaced on the next Connect
-	opened  bool      // line was opened (by the login flow or by run)
+	mu   sync.Mutex
+	line *sms.Line // current line; a closed Line is replaced on the next Connect
+	// mms is the line's MMS fetch queue (nil when MMS is off); set by
+	// newClient, started by Connect, stopped by Disconnect.
+	mms     *mms.Inbox
+	opened  bool // line was opened (by the login flow or by run)
 	cancel  context.CancelFunc
 	done    chan struct{}
 	running bool
@@ -159,7 +163,11 @@ func (c *Connector) newLine(m config.Modem, ownNumber string, hooks *lineHooks, 
 	cfg.OnStateChange = hooks.stateChanged
 	cfg.OnOutcome = hooks.outcome
 	cfg.OnCall = hooks.call
-	return sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
+	line := sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
+	if c.cfg.MMS.Enabled {
+		line.SetPushHandler(hooks.push)
+	}
+	return line
 }
 
 // newClient wires a Client for a login. line and hooks come from the login
@@ -186,6 +194,10 @@ func (c *Connector) newClient(login *bridgev2.UserLogin, line *sms.Line, hooks *
 	}
 	if cl.hooks == nil {
 		cl.hooks = &lineHooks{}
+	}
+	var err error
+	if cl.mms, err = c.newMMSInbox(cl); err != nil {
+		return nil, err
 	}
 	cl.hooks.attach(cl)
 	return cl, nil
@@ -230,6 +242,9 @@ func (cl *Client) Connect(ctx context.Context) {
 	cl.done = make(chan struct{})
 	cl.running = true
 	go cl.run(runCtx, cl.line, cl.opened, cl.done)
+	if cl.mms != nil {
+		cl.mms.Start(runCtx)
+	}
 }
 
 // run opens the line (unless the login flow already did) and starts
@@ -320,6 +335,9 @@ func (cl *Client) Disconnect() {
 		cancel()
 		<-done
 	}
+	if cl.mms != nil {
+		cl.mms.Stop()
+	}
 	if line != nil {
 		_ = line.Close()
 	}
@@ -339,6 +357,9 @@ func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool 
 
 // GetChatInfo describes a contact's portal: a DM between the line and the contact.
 func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+	if members, ok := groupMembers(portal.ID); ok {
+		return cl.groupChatInfo(members), nil
+	}
 	contact := networkid.UserID(portal.ID)
 	return &bridgev2.ChatInfo{
 		Type: ptr(database.RoomTypeDM),

@@ -24,6 +24,7 @@ import (
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/directory"
+	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
@@ -77,6 +78,9 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 func (c *Connector) Start(ctx context.Context) error {
 	if err := sms.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return fmt.Errorf("upgrade SMS tables: %w", err)
+	}
+	if err := mms.Upgrade(ctx, c.br.DB.Database); err != nil {
+		return err
 	}
 	return c.startRouter(ctx)
 }

@@ -83,6 +83,8 @@ type Server struct {
 	proxied  int
 	refuse   byte
 	refText  string
+	stall    chan struct{} // non-nil: GETs wait until it is closed
+	getsSeen int
 }
 
 type held struct {
@@ -234,7 +236,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case s.opts.UserAgent != "" && r.UserAgent() != s.opts.UserAgent:
 		s.problem(w, http.StatusPreconditionFailed, "user agent %q, want %q", r.UserAgent(), s.opts.UserAgent)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/mms/"):
-		s.get(w, idOf(r.URL.Path))
+		s.get(w, r, idOf(r.URL.Path))
 	case r.Method == http.MethodPost && r.URL.Path == "/mmsc":
 		s.post(w, r)
 	default:
@@ -242,7 +244,42 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) get(w http.ResponseWriter, id string) {
+// Stall makes GETs hang (on) until Stall(false); a GET whose client gave
+// up meanwhile is not served and not counted in Fetches.
+func (s *Server) Stall(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case on && s.stall == nil:
+		s.stall = make(chan struct{})
+	case !on && s.stall != nil:
+		close(s.stall)
+		s.stall = nil
+	}
+}
+
+// GetsSeen counts GET requests that arrived, served or not.
+func (s *Server) GetsSeen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.getsSeen
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
+	s.mu.Lock()
+	s.getsSeen++
+	stall := s.stall
+	s.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+			return
+		}
+		if r.Context().Err() != nil {
+			return
+		}
+	}
 	s.mu.Lock()
 	h := s.held[id]
 	if h == nil || h.expired {

@@ -1,0 +1,206 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"strings"
+
+	"go.uber.org/zap"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/mms"
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/connectors/sms"
+)
+
+// mms.go is the glue of the MMS receive path: the line's WAP pushes go to
+// the line's mms.Inbox (the persisted fetch queue), and what it fetched
+// comes back here as a Matrix message with encrypted uploads, in the
+// sender's chat or in the group chat of all participants.
+
+// groupPrefix marks the portal of a group MMS thread: "group_" and the
+// other participants' ghost IDs, sorted, joined by ".". The key is the
+// participant set itself, so every message of one group lands in one room.
+const groupPrefix = "group_"
+
+// groupPortalID is the portal ID of the conversation with participants
+// (E.164 numbers, sorted, own number removed).
+func groupPortalID(participants []string) networkid.PortalID {
+	ids := make([]string, len(participants))
+	for i, p := range participants {
+		ids[i] = string(UserIDForNumber(p))
+	}
+	return networkid.PortalID(groupPrefix + strings.Join(ids, "."))
+}
+
+// groupMembers returns the ghosts of a group portal; ok is false for DMs.
+func groupMembers(id networkid.PortalID) (members []networkid.UserID, ok bool) {
+	rest, ok := strings.CutPrefix(string(id), groupPrefix)
+	if !ok {
+		return nil, false
+	}
+	for _, s := range strings.Split(rest, ".") {
+		members = append(members, networkid.UserID(s))
+	}
+	return members, true
+}
+
+// groupChatInfo describes a group portal: the line and every participant,
+// named after their numbers.
+func (cl *Client) groupChatInfo(members []networkid.UserID) *bridgev2.ChatInfo {
+	list := []bridgev2.ChatMember{{EventSender: bridgev2.EventSender{IsFromMe: true, Sender: UserIDForNumber(cl.meta.Number)}, Membership: event.MembershipJoin}}
+	names := make([]string, 0, len(members))
+	for _, m := range members {
+		list = append(list, bridgev2.ChatMember{EventSender: bridgev2.EventSender{Sender: m}, Membership: event.MembershipJoin})
+		if n, ok := NumberForUserID(m); ok {
+			names = append(names, phone.Format(n))
+		} else {
+			names = append(names, string(m))
+		}
+	}
+	return &bridgev2.ChatInfo{
+		Name:    ptr(strings.Join(names, ", ")),
+		Type:    ptr(database.RoomTypeGroupDM),
+		Members: &bridgev2.ChatMemberList{IsFull: true, Members: list},
+	}
+}
+
+// mmsClientConfig is the data path of modem m.
+func mmsClientConfig(n config.Network, m config.Modem) mms.ClientConfig {
+	c := n.MMSFor(m)
+	return mms.ClientConfig{MMSC: c.MMSC, Proxy: c.Proxy, Interface: c.Interface, UserAgent: c.UserAgent,
+		UAProf: c.UAProf, MaxSize: int64(c.MaxSize), Timeout: c.HTTPTimeout}
+}
+
+// newMMSInbox makes the fetch queue of a line when MMS is enabled (nil
+// otherwise: pushes then stay stored, unread). It does no I/O.
+func (c *Connector) newMMSInbox(cl *Client) (*mms.Inbox, error) {
+	if !c.cfg.MMS.Enabled {
+		return nil, nil
+	}
+	client, err := mms.NewClient(mmsClientConfig(c.cfg, cl.modem))
+	if err != nil {
+		return nil, fmt.Errorf("MMS of modem %s: %w", cl.modem.ID, err)
+	}
+	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client}, c.br.DB.Database, cl.log, cl.handleMMS), nil
+}
+
+// push is the line's sms.PushHandler: a WAP push goes into the fetch queue.
+func (h *lineHooks) push(ctx context.Context, p *sms.Push) error {
+	cl := h.client()
+	if cl == nil {
+		return errors.New("the line has no login yet")
+	}
+	if cl.mms == nil {
+		return errors.New("MMS is off (network.mms.enabled); the push stays stored")
+	}
+	return cl.mms.Notify(ctx, p.Data, p.From)
+}
+
+// handleMMS is the Inbox's DeliverFunc: the fetched MMS (or the news that
+// it expired) becomes a Matrix message. nil only once bridgev2 took it.
+func (cl *Client) handleMMS(ctx context.Context, d *mms.Delivery) error {
+	region := cl.conn.cfg.DefaultRegion
+	sender := UserIDForSender(d.From, region)
+	key := PortalKeyFor(sender, cl.login.ID)
+	if d.Message != nil {
+		if p := mms.Participants(d.Message, cl.meta.Number, region); len(p) >= 2 {
+			key = networkid.PortalKey{ID: groupPortalID(p), Receiver: cl.login.ID}
+		}
+	}
+	res := cl.login.QueueRemoteEvent(&simplevent.Message[*mms.Delivery]{
+		EventMeta: simplevent.EventMeta{
+			Type: bridgev2.RemoteEventMessage, PortalKey: key, CreatePortal: true,
+			Sender: bridgev2.EventSender{Sender: sender}, Timestamp: d.Time,
+		},
+		Data:               d,
+		ID:                 networkid.MessageID(d.ID),
+		ConvertMessageFunc: convertMMS,
+	})
+	if err := remoteEventError(res); err != nil {
+		return fmt.Errorf("bridge MMS %s into Matrix: %w", d.ID, err)
+	}
+	cl.log.Info("bridged MMS", zap.String("mms_id", d.ID), zap.Bool("group", strings.HasPrefix(string(key.ID), groupPrefix)),
+		zap.Bool("expired", d.Expired), zap.Bool("duplicate", res.Ignored))
+	return nil
+}
+
+// convertMMS makes the Matrix parts of an MMS: every media part an
+// encrypted upload (m.image, m.video, m.audio, or m.file for vCards and
+// the rest) in SMIL order, then the text parts (and subject) as one m.text.
+func convertMMS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, d *mms.Delivery) (*bridgev2.ConvertedMessage, error) {
+	if d.Expired {
+		return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{Type: event.EventMessage, Content: &event.MessageEventContent{
+			MsgType: event.MsgNotice,
+			Body:    fmt.Sprintf("📷 %s sent you a picture message (MMS) that bubbled could not fetch before it expired. Ask them to send it again.", phone.Format(d.From)),
+		}}}}, nil
+	}
+	var parts []*bridgev2.ConvertedMessagePart
+	var texts []string
+	if s := strings.TrimSpace(d.Message.Subject); s != "" {
+		texts = append(texts, s)
+	}
+	for i, p := range mms.Ordered(d.Message) {
+		media := strings.ToLower(p.ContentType.Media)
+		if media == "text/plain" {
+			texts = append(texts, p.Text())
+			continue
+		}
+		part, err := uploadPart(ctx, portal, intent, p, i)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, part)
+	}
+	if len(texts) > 0 {
+		parts = append(parts, &bridgev2.ConvertedMessagePart{ID: "text", Type: event.EventMessage,
+			Content: &event.MessageEventContent{MsgType: event.MsgText, Body: strings.Join(texts, "\n")}})
+	}
+	if len(parts) == 0 {
+		parts = append(parts, &bridgev2.ConvertedMessagePart{Type: event.EventMessage,
+			Content: &event.MessageEventContent{MsgType: event.MsgNotice, Body: "(an empty picture message)"}})
+	}
+	return &bridgev2.ConvertedMessage{Parts: parts}, nil
+}
+
+// uploadPart uploads one attachment (encrypted in encrypted rooms) and
+// makes its message part.
+func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, p mms.Part, i int) (*bridgev2.ConvertedMessagePart, error) {
+	mimeType := strings.ToLower(p.ContentType.Media)
+	if mimeType == "text/x-vcard" {
+		mimeType = "text/vcard"
+	}
+	name := p.ContentType.Name
+	if name == "" {
+		name = p.ContentLocation
+	}
+	if name == "" {
+		name = fmt.Sprintf("attachment-%d", i+1)
+		if exts, _ := mime.ExtensionsByType(mimeType); len(exts) > 0 {
+			name += exts[0]
+		}
+	}
+	url, file, err := intent.UploadMedia(ctx, portal.MXID, p.Data, name, mimeType)
+	if err != nil {
+		return nil, fmt.Errorf("upload MMS attachment %s: %w", name, err)
+	}
+	msgType := event.MsgFile
+	switch {
+	case strings.HasPrefix(mimeType, "image/"):
+		msgType = event.MsgImage
+	case strings.HasPrefix(mimeType, "video/"):
+		msgType = event.MsgVideo
+	case strings.HasPrefix(mimeType, "audio/"):
+		msgType = event.MsgAudio
+	}
+	content := &event.MessageEventContent{MsgType: msgType, Body: name, FileName: name, URL: url, File: file,
+		Info: &event.FileInfo{MimeType: mimeType, Size: len(p.Data)}}
+	return &bridgev2.ConvertedMessagePart{ID: networkid.PartID(fmt.Sprintf("media%d", i)), Type: event.EventMessage, Content: content}, nil
+}
