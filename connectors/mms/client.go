@@ -183,3 +183,57 @@ func (c *Client) do(req *http.Request) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// SendError is the MMSC refusing an m-send-req (m-send-conf status other
+// than Ok). Reason says it in words for the user.
+type SendError struct {
+	Status ResponseStatus
+	Text   string // X-Mms-Response-Text, if the MMSC gave one
+}
+
+func (e *SendError) Error() string {
+	s := fmt.Sprintf("the carrier refused the MMS (%s): %s", e.Status, e.Reason())
+	if e.Text != "" {
+		s += fmt.Sprintf(" (it said %q)", e.Text)
+	}
+	return s
+}
+
+// Temporary reports whether sending again later may work.
+func (e *SendError) Temporary() bool { return e.Status.Transient() }
+
+// Reason says what the refusal means for the user.
+func (e *SendError) Reason() string {
+	switch e.Status {
+	case 0x82, 0xE1:
+		return "MMS is not allowed on this SIM; ask the carrier to enable picture messages"
+	case 0x84, 0xC1, 0xE3:
+		return "a recipient's number is not valid"
+	case 0x87, 0xE5, 0x88:
+		return "the carrier does not accept this content (too large or of a type it refuses)"
+	case 0xEB:
+		return "the SIM has no credit left"
+	case 0x83, 0xE2:
+		return "the carrier could not read the message"
+	}
+	if e.Status.Transient() {
+		return "the carrier had a temporary problem; try again later"
+	}
+	return "the carrier gave no reason"
+}
+
+// Send posts an m-send-req and returns the Message-ID of its m-send-conf
+// (kept for delivery reports). A refusal is a *SendError.
+func (c *Client) Send(ctx context.Context, req *PDU) (string, error) {
+	conf, err := c.Post(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if conf == nil || conf.Type != SendConf {
+		return "", errors.New("send MMS: the MMSC did not answer with an m-send-conf")
+	}
+	if conf.ResponseStatus != ResponseOK {
+		return "", &SendError{Status: conf.ResponseStatus, Text: conf.ResponseText}
+	}
+	return conf.MessageID, nil
+}

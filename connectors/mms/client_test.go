@@ -12,11 +12,11 @@ import (
 	"github.com/bubbled/bubbled/connectors/mms/mmscfake"
 )
 
-var jpeg = append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, bytes.Repeat([]byte("pixels"), 5000)...)
+var fakeJPEG = append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, bytes.Repeat([]byte("pixels"), 5000)...)
 
 func picture() mmscfake.Message {
 	return mmscfake.Message{From: "+15551230001", To: []string{"+15550001111"}, Cc: []string{"+15551230002"},
-		Subject: "Urlaub", Text: "Grüße aus Rom", Media: []mmscfake.Media{{Type: "image/jpeg", Name: "rom.jpg", Data: jpeg}}}
+		Subject: "Urlaub", Text: "Grüße aus Rom", Media: []mmscfake.Media{{Type: "image/jpeg", Name: "rom.jpg", Data: fakeJPEG}}}
 }
 
 func newClient(t *testing.T, cfg mms.ClientConfig) *mms.Client {
@@ -71,8 +71,8 @@ func TestFetchAndNotify(t *testing.T) {
 				p.Parts[2].Text() != "Grüße aus Rom" || len(p.Cc) != 1 || p.Subject != "Urlaub" {
 				t.Errorf("retrieve-conf %+v", p)
 			}
-			if n.Size < uint64(len(jpeg)) {
-				t.Errorf("notification size %d is below the picture's %d bytes", n.Size, len(jpeg))
+			if n.Size < uint64(len(fakeJPEG)) {
+				t.Errorf("notification size %d is below the picture's %d bytes", n.Size, len(fakeJPEG))
 			}
 			if _, err := c.Post(ctx, &mms.PDU{Type: mms.NotifyRespInd, TransactionID: n.TransactionID, Status: mms.StatusRetrieved}); err != nil {
 				t.Fatal(err)
@@ -133,7 +133,7 @@ func TestSendReqToFake(t *testing.T) {
 		ContentType: mms.ContentType{Media: mms.MediaRelated, Type: mms.MediaSMIL, Start: "<smil>"},
 		Parts: []mms.Part{
 			{ContentType: mms.ContentType{Media: mms.MediaSMIL}, ContentID: "smil", Data: []byte("<smil/>")},
-			{ContentType: mms.ContentType{Media: "image/jpeg", Name: "a.jpg"}, ContentID: "img", Data: jpeg},
+			{ContentType: mms.ContentType{Media: "image/jpeg", Name: "a.jpg"}, ContentID: "img", Data: fakeJPEG},
 			{ContentType: mms.ContentType{Media: mms.MediaText, Charset: mms.CharsetUTF8}, ContentID: "txt", Data: []byte("hi all")},
 		}}
 	conf, err := c.Post(context.Background(), req)
@@ -144,7 +144,7 @@ func TestSendReqToFake(t *testing.T) {
 		t.Errorf("send-conf %+v", conf)
 	}
 	sent := f.SendReqs()
-	if len(sent) != 1 || len(sent[0].To) != 3 || len(sent[0].Parts) != 3 || !bytes.Equal(sent[0].Parts[1].Data, jpeg) {
+	if len(sent) != 1 || len(sent[0].To) != 3 || len(sent[0].Parts) != 3 || !bytes.Equal(sent[0].Parts[1].Data, fakeJPEG) {
 		t.Fatalf("fake recorded %+v", sent)
 	}
 	f.Refuse(0xE5, "content not accepted")
