@@ -46,11 +46,8 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			SenderID: "",
 		}}, nil
 	}
-	if _, group := groupMembers(msg.Portal.ID); group {
-		// A group reply must reach everyone as one MMS; never split it into SMS.
-		return nil, bridgev2.WrapErrorInStatus(errors.New("group reply")).
-			WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
-			WithMessage("Replies in group chats go out as one MMS to everyone, which bubbled cannot send yet; nothing was sent.")
+	if members, group := groupMembers(msg.Portal.ID); group {
+		return cl.sendGroupMMS(ctx, msg, members)
 	}
 	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
 	if !ok {

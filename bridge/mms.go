@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/mms"
@@ -89,7 +90,8 @@ func (c *Connector) newMMSInbox(cl *Client) (*mms.Inbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MMS of modem %s: %w", cl.modem.ID, err)
 	}
-	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client}, c.br.DB.Database, cl.log, cl.handleMMS), nil
+	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client, OnDeliveryReport: cl.handleMMSReport},
+		c.br.DB.Database, cl.log, cl.handleMMS), nil
 }
 
 // push is the line's sms.PushHandler: a WAP push goes into the fetch queue.
@@ -203,4 +205,122 @@ func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 	content := &event.MessageEventContent{MsgType: msgType, Body: name, FileName: name, URL: url, File: file,
 		Info: &event.FileInfo{MimeType: mimeType, Size: len(p.Data)}}
 	return &bridgev2.ConvertedMessagePart{ID: networkid.PartID(fmt.Sprintf("media%d", i)), Type: event.EventMessage, Content: content}, nil
+}
+
+// mmsOutPrefix marks our MMS in the bridgev2 database: "mmsout:<MMSC
+// Message-ID>", so that m-delivery-ind finds its message.
+const mmsOutPrefix = "mmsout:"
+
+// sendGroupMMS sends what the owner wrote in a group room as one
+// m-send-req to every participant: text, or a file (images shrunk under
+// max_size). Never SMS: a group reply split into SMS would reach each
+// member as a private message.
+func (cl *Client) sendGroupMMS(ctx context.Context, msg *bridgev2.MatrixMessage, members []networkid.UserID) (*bridgev2.MatrixMessageResponse, error) {
+	fail := func(err error, text string) error {
+		return bridgev2.WrapErrorInStatus(err).WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).WithMessage(text)
+	}
+	if cl.mms == nil {
+		return nil, fail(errors.New("MMS off"), "Replies in group chats go out as one MMS to everyone; MMS is off on this bridge (network.mms.enabled), so nothing was sent.")
+	}
+	var to []string
+	for _, m := range members {
+		if n, ok := NumberForUserID(m); ok {
+			to = append(to, n)
+		}
+	}
+	text, files, err := cl.mmsContent(ctx, msg.Content)
+	if err != nil {
+		return nil, fail(err, "Could not read the file to send: "+err.Error())
+	}
+	req, err := mms.NewSendReq(to, text, files, cl.conn.cfg.MMSFor(cl.modem).MaxSize)
+	if err != nil {
+		return nil, fail(err, "Too large for MMS even after shrinking, so nothing was sent ("+err.Error()+").")
+	}
+	msgID, err := cl.mms.Client().Send(ctx, req)
+	var se *mms.SendError
+	switch {
+	case errors.As(err, &se) && !se.Temporary():
+		return nil, fail(err, "The carrier refused the picture message: "+se.Reason()+".")
+	case err != nil:
+		return nil, bridgev2.WrapErrorInStatus(err).WithErrorReason(event.MessageStatusNetworkError).WithStatus(event.MessageStatusRetriable).
+			WithSendNotice(true).WithMessage(fmt.Sprintf("The MMS did not go out (%v). Try again in a moment.", err))
+	}
+	cl.log.Info("sent group MMS", zap.Int("recipients", len(to)), zap.Int("files", len(files)), zap.String("mms_message_id", msgID))
+	return &bridgev2.MatrixMessageResponse{DB: &database.Message{ID: networkid.MessageID(mmsOutPrefix + msgID)}}, nil
+}
+
+// mmsContent turns a Matrix message into the text and files of an MMS.
+func (cl *Client) mmsContent(ctx context.Context, c *event.MessageEventContent) (string, []mms.Attachment, error) {
+	switch c.MsgType {
+	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile:
+	default:
+		return c.Body, nil, nil
+	}
+	url := c.URL
+	if c.File != nil {
+		url = c.File.URL
+	}
+	data, err := cl.conn.br.Bot.DownloadMedia(ctx, url, c.File)
+	if err != nil {
+		return "", nil, err
+	}
+	name, caption := c.FileName, ""
+	if name == "" {
+		name = c.Body
+	} else if c.Body != name {
+		caption = c.Body
+	}
+	media := "application/octet-stream"
+	if c.Info != nil && c.Info.MimeType != "" {
+		media = c.Info.MimeType
+	}
+	return caption, []mms.Attachment{{Name: name, Media: media, Data: data}}, nil
+}
+
+// handleMMSReport turns an m-delivery-ind into a delivery status on our
+// message naming the member who got it; a report for a message we do not
+// know is dropped.
+func (cl *Client) handleMMSReport(ctx context.Context, messageID, to string, status mms.Status) error {
+	if status != mms.StatusRetrieved {
+		cl.log.Info("MMS not delivered to a member", zap.String("mms_message_id", messageID), zap.Stringer("status", status))
+		return nil
+	}
+	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+messageID))
+	if err != nil {
+		return fmt.Errorf("find the MMS of a delivery report: %w", err)
+	}
+	if msg == nil {
+		cl.log.Warn("ignored a delivery report for an unknown MMS", zap.String("mms_message_id", messageID))
+		return nil
+	}
+	// bridgev2 takes delivery receipts only in DM rooms; MMS go out in
+	// group rooms, so the status is sent here.
+	portal, err := cl.conn.br.GetExistingPortalByKey(ctx, msg.Room)
+	if err != nil || portal == nil || portal.MXID == "" {
+		return err
+	}
+	ghost, err := cl.conn.br.GetGhostByID(ctx, UserIDForSender(to, cl.conn.cfg.DefaultRegion))
+	if err != nil {
+		return fmt.Errorf("find the ghost of a delivery report: %w", err)
+	}
+	cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusSuccess, DeliveredTo: []id.UserID{ghost.Intent.GetMXID()}},
+		&bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
+	return nil
+}
+
+// mmsFeatures describes a group (MMS) room: text and files; images of any
+// size (they are shrunk), other files up to max_size.
+func mmsFeatures(maxSize int) *event.RoomFeatures {
+	f := smsFeatures(1)
+	f.ID = "com.github.bubbled.capabilities.2026_12_06.mms"
+	f.MaxTextLength = 5000
+	f.File = event.FileFeatureMap{}
+	for _, mt := range []event.CapabilityMsgType{event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile} {
+		limit := int64(maxSize)
+		if mt == event.MsgImage {
+			limit = 50 << 20
+		}
+		f.File[mt] = &event.FileFeatures{MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelFullySupported}, MaxSize: limit, Caption: event.CapLevelFullySupported}
+	}
+	return f
 }

@@ -3,11 +3,17 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"image"
+	"image/jpeg"
+	"math/rand/v2"
+	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -110,6 +116,100 @@ func TestMMSPictureAndGroup(t *testing.T) {
 	if pr := f.Problems(); len(pr) > 0 {
 		t.Errorf("fake MMSC found problems: %q", pr)
 	}
+	testGroupReply(t, e, f, alice, group, []string{a, b, c})
+}
+
+// testGroupReply: a reply in the group room reaches the MMSC as one
+// m-send-req to all three; its m-delivery-ind becomes a delivery status; a
+// 4 MB JPEG leaves under max_size and still decodes as a JPEG.
+func testGroupReply(t *testing.T, e *env, f *mmscfake.Server, alice *user, group id.RoomID, members []string) {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := alice.cli.SendText(ctx, group, "reply to all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("the group reply at the MMSC", 60*time.Second, func() bool { return len(f.SendReqs()) == 1 })
+	req := f.SendReqs()[0]
+	if len(req.To) != 3 || req.Parts[len(req.Parts)-1].Data == nil || string(req.Parts[len(req.Parts)-1].Data) != "reply to all" {
+		t.Errorf("m-send-req to %q with %d parts", req.To, len(req.Parts))
+	}
+	for i, m := range members {
+		if !slices.Contains(req.To, m+"/TYPE=PLMN") {
+			t.Errorf("member %d (%s) is not among the recipients %q", i, m, req.To)
+		}
+	}
+	if n := len(e.sim.Sent()); n != 0 {
+		t.Errorf("the modem sent %d SMS for a group reply", n)
+	}
+	if err := e.sim.DeliverWAPPush(members[0], f.DeliveryPush(mmscfake.MessageID(1), members[0], 0x81)); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("a delivery status for the group MMS", 60*time.Second, func() bool {
+		for _, st := range alice.statuses {
+			c, ok := st.Content.Parsed.(*event.BeeperMessageStatusEventContent)
+			if ok && c.RelatesTo.EventID == resp.EventID && c.DeliveredToUsers != nil && len(*c.DeliveredToUsers) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+
+	photo := noisyJPEG(t)
+	file := attachment.NewEncryptedFile()
+	enc := append([]byte(nil), photo...)
+	file.EncryptInPlace(enc)
+	up, err := alice.cli.UploadBytes(ctx, enc, "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := &event.MessageEventContent{MsgType: event.MsgImage, Body: "holiday.jpg",
+		File: &event.EncryptedFileInfo{EncryptedFile: *file, URL: up.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/jpeg", Size: len(photo)}}
+	if _, err := alice.cli.SendMessageEvent(ctx, group, event.EventMessage, content); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(180 * time.Second); len(f.SendReqs()) < 2; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(end) {
+			b, _ := os.ReadFile(e.logPath)
+			_ = os.WriteFile("/tmp/h8-mms-e2e.log", b, 0o600)
+			t.Fatalf("the photo never reached the MMSC (problems %q); log in /tmp/h8-mms-e2e.log", f.Problems())
+		}
+	}
+	sent := f.SendReqs()[1]
+	if len(sent.Raw) > 307200 {
+		t.Errorf("the photo MMS is %d bytes, over max_size 307200", len(sent.Raw))
+	}
+	if len(sent.Parts) != 2 {
+		t.Fatalf("photo MMS has %d parts, want SMIL + image", len(sent.Parts))
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(sent.Parts[1].Data)); err != nil {
+		t.Errorf("the sent photo does not decode as JPEG: %v", err)
+	}
+	if pr := f.Problems(); len(pr) > 0 {
+		t.Errorf("fake MMSC found problems: %q", pr)
+	}
+}
+
+// noisyJPEG is a 12-MP JPEG of about 4 MB.
+func noisyJPEG(t *testing.T) []byte {
+	img := image.NewYCbCr(image.Rect(0, 0, 4000, 3000), image.YCbCrSubsampleRatio420)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range img.Y {
+		img.Y[i] = uint8(i%4000/16+i/4000/12) ^ uint8(r.IntN(40))
+	}
+	for i := range img.Cb {
+		img.Cb[i], img.Cr[i] = uint8(i%251), 128
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() < 3<<20 {
+		t.Fatalf("test photo is only %d bytes", b.Len())
+	}
+	t.Logf("sending a %d-byte 12-MP JPEG", b.Len())
+	return b.Bytes()
 }
 
 // TestMMSKilledBeforeFetch: bubbled is killed (SIGKILL) after the WAP push

@@ -48,7 +48,14 @@ type InboxConfig struct {
 	Retry fallback.RetryPolicy
 	// DefaultExpiry applies to notifications without X-Mms-Expiry (7 days).
 	DefaultExpiry time.Duration
+	// OnDeliveryReport, when set, takes each m-delivery-ind (the report on
+	// an MMS we sent, by its Message-ID). An error keeps the push stored
+	// and retried by the SMS line.
+	OnDeliveryReport func(ctx context.Context, messageID, to string, status Status) error
 }
+
+// Client returns the MMSC client the inbox fetches with (also used to send).
+func (in *Inbox) Client() *Client { return in.cfg.Client }
 
 // Inbox is the persisted MMS fetch queue of one line: notifications go in
 // (Notify), are fetched with backoff until they expire, handed to the
@@ -108,6 +115,14 @@ func (in *Inbox) Notify(ctx context.Context, push []byte, smsFrom string) error 
 	if err != nil {
 		in.log.Warn("dropped undecodable MMS notification", zap.String("from", phone.Mask(smsFrom)), zap.Error(err), zap.Binary("pdu", wsp.Body))
 		return nil
+	}
+	if n.Type == DeliveryInd && in.cfg.OnDeliveryReport != nil {
+		to := ""
+		if len(n.To) > 0 {
+			to = normalise(Number(n.To[0]), "")
+		}
+		in.log.Info("received MMS delivery report", zap.String("message_id", n.MessageID), zap.Stringer("status", n.Status))
+		return in.cfg.OnDeliveryReport(ctx, n.MessageID, to, n.Status)
 	}
 	if n.Type != NotificationInd {
 		in.log.Info("ignored MMS push", zap.Stringer("type", n.Type), zap.String("message_id", n.MessageID))

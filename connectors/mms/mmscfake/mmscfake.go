@@ -379,7 +379,7 @@ func (s *Server) sendReq(w http.ResponseWriter, p *parsed, raw []byte) {
 		}
 	} else {
 		b.octet(0x92, 0x80)
-		b.str(0x8B, "msgid-"+strconv.Itoa(n))
+		b.str(0x8B, MessageID(n))
 	}
 	w.Header().Set("Content-Type", "application/vnd.wap.mms-message")
 	_, _ = w.Write(b)
@@ -418,3 +418,23 @@ func checkSendReq(p *parsed, req *SendReq) string {
 	}
 	return ""
 }
+
+// DeliveryPush returns the WSP push of an m-delivery-ind for a message the
+// fake accepted (its Message-ID from the m-send-conf): to has it, with
+// X-Mms-Status status (0x81 retrieved).
+func (s *Server) DeliveryPush(messageID, to string, status byte) []byte {
+	var b builder
+	b.octet(0x8C, 0x86)
+	b.octet(0x8D, 0x92)
+	b.str(0x8B, messageID)
+	b.str(0x97, to+"/TYPE=PLMN")
+	b.long(0x85, uint64(time.Now().Unix()))
+	b.octet(0x95, status)
+	hdr := append([]byte("application/vnd.wap.mms-message\x00"), 0xAF, 0x84)
+	push := append([]byte{0x42, 0x06}, appendUvar(nil, len(hdr))...)
+	push = append(push, hdr...)
+	return append(push, b...)
+}
+
+// MessageID is the Message-ID the fake gave the n-th accepted send (1-based).
+func MessageID(n int) string { return "msgid-" + strconv.Itoa(n) }
