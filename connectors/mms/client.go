@@ -114,23 +114,29 @@ func (c *Client) header(req *http.Request) {
 // and a *DecodeError for an undecodable answer. The URL is used exactly as
 // given (carrier hosts are often single labels or bare IPs).
 func (c *Client) Fetch(ctx context.Context, location string) (*PDU, error) {
+	p, _, err := c.fetch(ctx, location)
+	return p, err
+}
+
+// fetch is Fetch that also returns the bytes the MMSC served.
+func (c *Client) fetch(ctx context.Context, location string) (*PDU, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSpace(location), nil)
 	if err != nil {
-		return nil, fmt.Errorf("fetch MMS: content location %q: %w", location, err)
+		return nil, nil, fmt.Errorf("fetch MMS: content location %q: %w", location, err)
 	}
 	c.header(req)
 	body, err := c.do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch MMS: %w", err)
+		return nil, nil, fmt.Errorf("fetch MMS: %w", err)
 	}
 	p, err := Decode(body)
 	if err != nil {
-		return nil, fmt.Errorf("fetch MMS: %w", err)
+		return nil, nil, fmt.Errorf("fetch MMS: %w", err)
 	}
 	if p.Type != RetrieveConf {
-		return nil, fmt.Errorf("fetch MMS: the MMSC answered a %s, not an m-retrieve-conf", p.Type)
+		return nil, nil, fmt.Errorf("fetch MMS: the MMSC answered a %s, not an m-retrieve-conf", p.Type)
 	}
-	return p, nil
+	return p, body, nil
 }
 
 // Post encodes p, POSTs it to the MMSC URL and decodes the answer when

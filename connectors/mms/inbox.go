@@ -274,11 +274,11 @@ func (in *Inbox) retryLater(ctx context.Context, it *item, cause error) time.Tim
 // passing while the MMSC stays unreachable, turns the item into an expiry
 // notice.
 func (in *Inbox) fetch(ctx context.Context, it *item) error {
-	p, err := in.cfg.Client.Fetch(ctx, it.location)
+	p, raw, err := in.cfg.Client.fetch(ctx, it.location)
 	if err == nil {
 		in.log.Info("fetched MMS", zap.String("id", it.id), zap.Int("parts", len(p.Parts)))
 		it.message = p
-		return in.saveFetched(ctx, it, p)
+		return in.saveFetched(ctx, it, raw)
 	}
 	var he *HTTPError
 	permanent := errors.Is(err, ErrExpired) || (errors.As(err, &he) && !he.Temporary()) || errors.As(err, new(*DecodeError))

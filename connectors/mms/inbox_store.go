@@ -108,14 +108,10 @@ func (in *Inbox) pending(ctx context.Context) ([]*item, error) {
 	return out, rows.Err()
 }
 
-// saveFetched stores the retrieved PDU with the step, so that a restart
-// before the bridge took it does not fetch again.
-func (in *Inbox) saveFetched(ctx context.Context, it *item, p *PDU) error {
-	raw, err := Encode(p)
-	if err != nil {
-		return fmt.Errorf("store fetched MMS: %w", err)
-	}
-	_, err = in.db.Exec(ctx, `UPDATE bubbled_mms_inbox SET message=$2, state=$3, attempts=0, next_at=$4 WHERE id=$1`,
+// saveFetched stores the retrieved PDU as served with the step, so that a
+// restart before the bridge took it does not fetch again.
+func (in *Inbox) saveFetched(ctx context.Context, it *item, raw []byte) error {
+	_, err := in.db.Exec(ctx, `UPDATE bubbled_mms_inbox SET message=$2, state=$3, attempts=0, next_at=$4 WHERE id=$1`,
 		it.id, hex.EncodeToString(raw), stateDeliver, in.cfg.Clock.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("store fetched MMS: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/connectors/sms/pdu"
 )
 
 // pushRecorder is a fake PushHandler.
@@ -143,4 +144,37 @@ func TestWAPPushWaitsForHandler(t *testing.T) {
 		t.Errorf("push after restart differs")
 	}
 	pr.expectNone(t, 200*time.Millisecond)
+}
+
+// TestIncompleteWAPPushKept: a push whose second part never comes is kept
+// whole in bubbled_sms_bad_pdu after the reassembly timeout, not delivered
+// as text or as a push.
+func TestIncompleteWAPPushKept(t *testing.T) {
+	sim := startSim(t, modemsim.Options{})
+	db := testDB(t)
+	ctx := testCtx(t)
+	now := time.Now()
+	s := &store{db: db, line: "l1", now: func() time.Time { return now }}
+	parts, err := sim.WAPPushPDUs(alice, notificationPush(t, "c"))
+	if err != nil || len(parts) != 2 {
+		t.Fatalf("parts %d, %v", len(parts), err)
+	}
+	m, err := pdu.Decode(parts[0], true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.saveDeliver(ctx, m, parts[0]); err != nil || res.partial != 1 {
+		t.Fatalf("save part 1: %+v, %v", res, err)
+	}
+	now = now.Add(25 * time.Hour)
+	if _, err := s.flushStale(ctx, now.Add(-24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var bad, pushes, inbox int
+	_ = db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_bad_pdu WHERE pdu=$1`, parts[0]).Scan(&bad)
+	_ = db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_push`).Scan(&pushes)
+	_ = db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_inbox`).Scan(&inbox)
+	if bad != 1 || pushes != 0 || inbox != 0 {
+		t.Errorf("bad %d, pushes %d, inbox %d; want the part kept as bad only", bad, pushes, inbox)
+	}
 }

@@ -385,7 +385,9 @@ func (s *store) flushStale(ctx context.Context, cutoff time.Time) ([]string, err
 				return err
 			}
 			id, err := s.completeGroup(ctx, g, parts, true)
-			ids = append(ids, id)
+			if id != "" { // "" = an incomplete WAP push, kept as bad PDUs
+				ids = append(ids, id)
+			}
 			return err
 		})
 		if err != nil {
