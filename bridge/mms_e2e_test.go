@@ -36,6 +36,8 @@ func newMMSEnv(t *testing.T) (*env, *mmscfake.Server) {
 // picture is a small JPEG-looking payload; the bridge does not decode it.
 var picture = append([]byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F'}, bytes.Repeat([]byte("bubbled mms picture "), 800)...)
 
+const vcard = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Grandma\r\nTEL:+15557654321\r\nEND:VCARD\r\n"
+
 // download fetches and decrypts the attachment of evt.
 func download(t *testing.T, u *user, evt *event.Event) []byte {
 	t.Helper()
@@ -67,7 +69,7 @@ func TestMMSPictureAndGroup(t *testing.T) {
 	e.login(alice)
 
 	push, loc := f.Hold(mmscfake.Message{From: contactNumber, To: []string{lineNumber}, Text: "look at this",
-		Media: []mmscfake.Media{{Type: "image/jpeg", Name: "cat.jpg", Data: picture}}})
+		Media: []mmscfake.Media{{Type: "image/jpeg", Name: "cat.jpg", Data: picture}, {Type: "text/x-vCard", Name: "grandma.vcf", Data: []byte(vcard)}}})
 	if err := e.sim.DeliverWAPPush(contactNumber, push); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +80,10 @@ func TestMMSPictureAndGroup(t *testing.T) {
 	}
 	if got := download(t, alice, img); !bytes.Equal(got, f.Content(loc, 0)) {
 		t.Errorf("decrypted image is %d bytes and differs from the %d the MMSC served", len(got), len(f.Content(loc, 0)))
+	}
+	card, _ := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "grandma.vcf" })
+	if mt := card.Content.AsMessage().MsgType; mt != event.MsgFile || string(download(t, alice, card)) != vcard {
+		t.Errorf("vCard arrived as %s", mt)
 	}
 	_, textRoom := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "look at this" })
 	if textRoom != room {
