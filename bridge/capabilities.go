@@ -55,6 +55,9 @@ func rcsFeatures(files bool) *event.RoomFeatures {
 // GetCapabilities returns the room features of a portal: an RCS conversation
 // (its last message went by RCS) can do more than an SMS one.
 func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	if _, group := groupMembers(portal.ID); group {
+		return mmsFeatures(cl.conn.cfg.MMSFor(cl.modem).MaxSize)
+	}
 	if cl.conn.rcs != nil && portalMeta(portal).LastRoute == "rcs" {
 		return rcsFeatures(cl.conn.rcsMedia != nil)
 	}

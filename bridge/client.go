@@ -19,6 +19,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 )
@@ -51,9 +52,12 @@ type Client struct {
 	troubled atomic.Bool
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	line    *sms.Line // current line; a closed Line is replaced on the next Connect
-	opened  bool      // line was opened (by the login flow or by run)
+	mu   sync.Mutex
+	line *sms.Line // current line; a closed Line is replaced on the next Connect
+	// mms is the line's MMS fetch queue (nil when MMS is off); set by
+	// newClient, started by Connect, stopped by Disconnect.
+	mms     *mms.Inbox
+	opened  bool // line was opened (by the login flow or by run)
 	cancel  context.CancelFunc
 	done    chan struct{}
 	running bool
@@ -183,7 +187,11 @@ func (c *Connector) newLine(m config.Modem, ownNumber string, hooks *lineHooks, 
 	cfg.OnOutcome = hooks.outcome
 	cfg.OnCall = hooks.call
 	cfg.UserLines = func() []string { owner, _ := hooks.state(); return c.userLineIDs(owner) }
-	return sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
+	line := sms.NewLine(cfg, c.br.DB.Database, log, hooks.handle)
+	if c.cfg.MMS.Enabled {
+		line.SetPushHandler(hooks.push)
+	}
+	return line
 }
 
 // newClient wires a Client for a login. line and hooks come from the login
@@ -210,6 +218,10 @@ func (c *Connector) newClient(login *bridgev2.UserLogin, line *sms.Line, hooks *
 	}
 	if cl.hooks == nil {
 		cl.hooks = &lineHooks{}
+	}
+	var err error
+	if cl.mms, err = c.newMMSInbox(cl); err != nil {
+		return nil, err
 	}
 	cl.hooks.attach(cl)
 	return cl, nil
@@ -254,6 +266,9 @@ func (cl *Client) Connect(ctx context.Context) {
 	cl.done = make(chan struct{})
 	cl.running = true
 	go cl.run(runCtx, cl.line, cl.opened, cl.done)
+	if cl.mms != nil {
+		cl.mms.Start(runCtx)
+	}
 }
 
 // run opens the line (unless the login flow already did) and starts
@@ -347,6 +362,9 @@ func (cl *Client) Disconnect() {
 		cancel()
 		<-done
 	}
+	if cl.mms != nil {
+		cl.mms.Stop()
+	}
 	if line != nil {
 		_ = line.Close()
 	}
@@ -369,6 +387,9 @@ func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool 
 func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
 	if info := cl.gateChatInfo(portal); info != nil {
 		return info, nil
+	}
+	if members, ok := groupMembers(portal.ID); ok {
+		return cl.groupChatInfo(members), nil
 	}
 	contact := networkid.UserID(portal.ID)
 	return &bridgev2.ChatInfo{

@@ -26,6 +26,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/contacts"
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/gate"
+	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/quota"
 	"github.com/bubbled/bubbled/connectors/rcs"
@@ -48,7 +49,7 @@ type Connector struct {
 	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
 	contacts *contacts.Syncer    // nil without network.contacts sources
 	gate     *gate.Gate
-	quota    *quota.Counter      // daily USSD and RCS budgets
+	quota    *quota.Counter // daily USSD and RCS budgets
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -98,6 +99,9 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	c.quota = quota.New(c.br.DB.Database, quota.Options{})
+	if err := mms.Upgrade(ctx, c.br.DB.Database); err != nil {
+		return err
+	}
 	return c.startRouter(ctx)
 }
 

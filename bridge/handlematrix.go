@@ -46,6 +46,9 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			SenderID: "",
 		}}, nil
 	}
+	if members, group := groupMembers(msg.Portal.ID); group {
+		return cl.sendGroupMMS(ctx, msg, members)
+	}
 	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
 	if !ok {
 		return nil, bridgev2.WrapErrorInStatus(errors.New("alphanumeric sender")).

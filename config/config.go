@@ -107,6 +107,8 @@ type Network struct {
 	Contacts Contacts `yaml:"contacts"`
 	// Privacy says what happens to SMS from strangers (default: a room each).
 	Privacy Privacy `yaml:"privacy"`
+	// MMS is the MMS data path (picture and group messages); off by default.
+	MMS MMS `yaml:"mms"`
 }
 
 // Listener is network.listener: limits of the appservice listener, which
@@ -126,6 +128,45 @@ type Listener struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps the request line and headers (default 65536).
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// MMS is network.mms: how bubbled reaches the carrier's MMSC. Modems may
+// override mmsc, proxy and interface (mms_mmsc, mms_proxy, mms_interface).
+type MMS struct {
+	// Enabled turns MMS on: WAP push notifications are fetched and bridged.
+	// Off, they are kept unread as before.
+	Enabled bool `yaml:"enabled"`
+	// MMSC is the carrier's MMSC URL (APN setting "mmsc").
+	MMSC string `yaml:"mmsc"`
+	// Proxy is the carrier's MMS proxy host:port ("mmsproxy:mmsport"); "" = none.
+	Proxy string `yaml:"proxy"`
+	// Interface binds MMS HTTP to the modem's data interface (wwan0, usb0,
+	// ppp0) with SO_BINDTODEVICE; "" = default routing.
+	Interface string `yaml:"interface"`
+	// UserAgent and UAProf are sent on every MMS request; some carriers
+	// refuse requests without the ones they expect.
+	UserAgent string `yaml:"user_agent"`
+	UAProf    string `yaml:"uaprof"`
+	// MaxSize bounds a fetched or sent MMS in bytes (default 307200).
+	MaxSize int `yaml:"max_size"`
+	// HTTPTimeout bounds one MMS HTTP exchange (default 60s).
+	HTTPTimeout time.Duration `yaml:"http_timeout"`
+}
+
+// MMSFor returns the MMS settings of modem m: the network.mms section with
+// the modem's own mms_* keys where set.
+func (n Network) MMSFor(m Modem) MMS {
+	out := n.MMS
+	if m.MMSMMSC != "" {
+		out.MMSC = m.MMSMMSC
+	}
+	if m.MMSProxy != "" {
+		out.Proxy = m.MMSProxy
+	}
+	if m.MMSInterface != "" {
+		out.Interface = m.MMSInterface
+	}
+	return out
 }
 
 // RCS is network.rcs: the RCS route through a provider's REST API.
@@ -233,6 +274,11 @@ type Modem struct {
 	// OwnNumber is the SIM's phone number when the SIM does not report it
 	// (AT+CNUM). Load normalises it to E.164 (+12015550123).
 	OwnNumber string `yaml:"own_number"`
+	// MMSMMSC, MMSProxy and MMSInterface override network.mms for this
+	// modem (a second SIM of another carrier, a second data interface).
+	MMSMMSC      string `yaml:"mms_mmsc"`
+	MMSProxy     string `yaml:"mms_proxy"`
+	MMSInterface string `yaml:"mms_interface"`
 }
 
 // SMS holds SMS limits and timeouts (key network.sms).

@@ -361,6 +361,22 @@ func TestLoadProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "mms settings",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "        enabled: false\n        # The MMSC", "        enabled: true\n        # The MMSC",
+					`proxy: ""`, `proxy: "10.0.0.1"`, `interface: ""`, `interface: "wwan0/x"`, "max_size: 307200", "max_size: 10",
+					`mms_mmsc: ""`, `mms_mmsc: "mmsc.example"`)
+			},
+			want: [][]string{
+				{"network.mms.mmsc:", `""`, "enabled is true", "APN settings"},
+				{"network.modems[0].mms_proxy:", `"10.0.0.1"`, "host:port"}, // the modem's key comes first in the file
+				{"network.modems[0].mms_interface:", "wwan0/x", "ip link"},
+				{"network.mms.max_size:", "10", "1024"},
+				{"network.modems[0].mms_mmsc:", "mmsc.example", "http(s) URL"},
+			},
+			wantLines: 5,
+		},
+		{
 			name: "no permissions",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `        "*": relay

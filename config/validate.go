@@ -289,10 +289,17 @@ func (c *Config) validateNetwork(ch *checker) {
 	if s.WatchdogInterval < 5*time.Second {
 		ch.add([]string{"network", "sms", "watchdog_interval"}, s.WatchdogInterval.String(), "is shorter than 5s", "write e.g. 45s (the modem is checked that often)")
 	}
+	c.validateNetworkSections(ch, region)
+}
+
+// validateNetworkSections checks the sub-sections of network, one function
+// each, so that adding one does not grow validateNetwork.
+func (c *Config) validateNetworkSections(ch *checker, region string) {
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
 	c.validateRCS(ch)
 	c.validateContacts(ch, region)
+	c.validateMMS(ch)
 }
 
 func (c *Config) validateRCS(ch *checker) {

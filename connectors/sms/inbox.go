@@ -31,6 +31,8 @@ type inbox struct {
 	*link
 	// delivered is the mailbox of complete messages for the Handler.
 	delivered *mailbox[*Message]
+	// pushes is the mailbox of complete WAP pushes for the PushHandler.
+	pushes *mailbox[*Push]
 	// report takes a received status report (see outbox.handleReport).
 	report func(ctx context.Context, msg *pdu.Message, source string, idx int, hexPDU string) bool
 
@@ -49,14 +51,23 @@ func newInbox(k *link, h Handler, report func(context.Context, *pdu.Message, str
 	in.delivered = newMailbox(k, "SMS", h, func(ctx context.Context) ([]*Message, error) { return k.store.undelivered(ctx) },
 		func(ctx context.Context, m *Message) error { return k.store.markDelivered(ctx, m.ID) },
 		func(m *Message) string { return "SMS " + m.ID })
+	in.pushes = newMailbox(k, "WAP push", nil, func(ctx context.Context) ([]*Push, error) { return k.store.undeliveredPushes(ctx) },
+		func(ctx context.Context, p *Push) error { return k.store.markPushDelivered(ctx, p.ID) },
+		func(p *Push) string { return "WAP push " + p.ID })
 	return in
 }
 
 // start starts the delivery pump; stop ends it.
-func (in *inbox) start(ctx context.Context) { in.delivered.start(ctx) }
+func (in *inbox) start(ctx context.Context) {
+	in.delivered.start(ctx)
+	in.pushes.start(ctx)
+}
 
 // stop ends the delivery pump and waits for it.
-func (in *inbox) stop() { in.delivered.stop() }
+func (in *inbox) stop() {
+	in.delivered.stop()
+	in.pushes.stop()
+}
 
 // setReceiving sets the receiving flag and reports whether it changed.
 func (in *inbox) setReceiving(on bool) bool {
@@ -68,7 +79,10 @@ func (in *inbox) isReceiving() bool {
 }
 
 // wake nudges the delivery pump.
-func (in *inbox) wake() { in.delivered.wake() }
+func (in *inbox) wake() {
+	in.delivered.wake()
+	in.pushes.wake()
+}
 
 // prune forgets old bookkeeping of delivered messages.
 func (in *inbox) prune(ctx context.Context) {
@@ -360,7 +374,7 @@ func (in *inbox) processPDU(ctx context.Context, source string, idx int, hexPDU 
 		// A SUBMIT routed to us is not a message for the user.
 		return true
 	}
-	if msg.Alphabet == pdu.EightBit {
+	if msg.Alphabet == pdu.EightBit && !isWAPPush(msg) {
 		in.log.Info("kept 8-bit data SMS unread (WAP push or similar)", zap.String("from", phone.Mask(msg.Address)), zap.Int("index", idx))
 		return in.keepBad(ctx, source, idx, hexPDU, "8-bit data message (not text)")
 	}

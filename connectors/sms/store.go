@@ -93,7 +93,7 @@ func Upgrade(ctx context.Context, db *dbutil.Database) error {
 	if err := db.Child(versionTable, upgradeTable, nil).Upgrade(ctx); err != nil {
 		return fmt.Errorf("upgrade SMS tables: %w", err)
 	}
-	return nil
+	return upgradePush(ctx, db)
 }
 
 // store persists one line's SMS state. Safe for concurrent use.
@@ -185,6 +185,11 @@ func (s *store) saveDeliver(ctx context.Context, m *pdu.Message, hexPDU string) 
 	var res saved
 	err = s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		res = saved{}
+		if (m.Concat == nil || m.Concat.Total <= 1) && isWAPPush(m) {
+			port, _ := pushPort(m)
+			res.id, res.duplicate, err = s.insertPush(ctx, hashTPDUs(s.line, tpdu), m.Address, port, m.Data, m.SCTS)
+			return err
+		}
 		if m.Concat == nil || m.Concat.Total <= 1 {
 			hash := hashTPDUs(s.line, tpdu)
 			res.id, res.duplicate, err = s.insertInbox(ctx, hash, m.Address, m.Text, m.SCTS, 1)
@@ -296,6 +301,9 @@ func (s *store) groupParts(ctx context.Context, g group) ([]storedPart, error) {
 // completeGroup turns the parts of g into one inbox row and deletes them.
 // With partial set, missing parts are marked in the text instead.
 func (s *store) completeGroup(ctx context.Context, g group, parts []storedPart, partial bool) (string, error) {
+	if len(parts) > 0 && isWAPPush(parts[0].msg) {
+		return s.completePush(ctx, g, parts, partial)
+	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].seq < parts[j].seq })
 	msgs := make([]*pdu.Message, len(parts))
 	tpdus := make([][]byte, len(parts))
@@ -377,7 +385,9 @@ func (s *store) flushStale(ctx context.Context, cutoff time.Time) ([]string, err
 				return err
 			}
 			id, err := s.completeGroup(ctx, g, parts, true)
-			ids = append(ids, id)
+			if id != "" { // "" = an incomplete WAP push, kept as bad PDUs
+				ids = append(ids, id)
+			}
 			return err
 		})
 		if err != nil {

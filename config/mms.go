@@ -1,0 +1,55 @@
+package config
+
+import (
+	"net"
+	"strconv"
+	"strings"
+)
+
+// validateMMS checks network.mms and the modems' mms_* overrides; only
+// when MMS is enabled is an MMSC required.
+func (c *Config) validateMMS(ch *checker) {
+	m := c.Network.MMS
+	at := func(k string) []string { return []string{"network", "mms", k} }
+	if m.Enabled && m.MMSC == "" {
+		ch.add(at("mmsc"), q(m.MMSC), "is empty but network.mms.enabled is true",
+			"copy the MMSC URL from your carrier's APN settings (e.g. http://mms.example.com/mms/wapenc), or set enabled: false")
+	}
+	checkMMSC(ch, at("mmsc"), m.MMSC)
+	checkProxy(ch, at("proxy"), m.Proxy)
+	checkInterface(ch, at("interface"), m.Interface)
+	if m.MaxSize < 1024 || m.MaxSize > 10<<20 {
+		ch.add(at("max_size"), strconv.Itoa(m.MaxSize), "is out of range", "write a size in bytes from 1024 to 10485760, e.g. 307200 (300 KiB, what most carriers accept)")
+	}
+	if m.HTTPTimeout <= 0 {
+		ch.add(at("http_timeout"), m.HTTPTimeout.String(), "is not a positive duration", "write e.g. 60s")
+	}
+	for i, md := range c.Network.Modems {
+		base := "modems[" + strconv.Itoa(i) + "]"
+		checkMMSC(ch, []string{"network", base, "mms_mmsc"}, md.MMSMMSC)
+		checkProxy(ch, []string{"network", base, "mms_proxy"}, md.MMSProxy)
+		checkInterface(ch, []string{"network", base, "mms_interface"}, md.MMSInterface)
+	}
+}
+
+func checkMMSC(ch *checker, key []string, v string) {
+	if v != "" && !isHTTPURL(v) {
+		ch.add(key, q(v), "is not an http(s) URL", "copy the MMSC URL from your carrier's APN settings, e.g. http://mmsc.example.com/mms")
+	}
+}
+
+func checkProxy(ch *checker, key []string, v string) {
+	if v == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(v, "http://"))
+	if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+		ch.add(key, q(v), "is not host:port", "write the carrier's MMS proxy and port, e.g. 10.10.10.20:8080, or \"\" for none")
+	}
+}
+
+func checkInterface(ch *checker, key []string, v string) {
+	if v != "" && (len(v) > 15 || strings.ContainsAny(v, "/ :\t")) {
+		ch.add(key, q(v), "is not a network interface name", "write the modem's data interface as `ip link` shows it, e.g. wwan0, usb0 or ppp0, or \"\" for default routing")
+	}
+}
