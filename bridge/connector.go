@@ -134,7 +134,7 @@ func (c *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities { ret
 func (c *Connector) GetConfig() (string, any, configupgrade.Upgrader) { return "", nil, nil }
 
 // GetBridgeInfoVersion is bumped when m.bridge or room features change.
-func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) { return 1, 1 }
+func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) { return 1, 2 }
 
 // ValidateUserID accepts only ghost IDs made by ids.go.
 func (c *Connector) ValidateUserID(id networkid.UserID) bool { return ValidUserID(id) }
@@ -159,6 +159,10 @@ type MessageMetadata struct {
 	Parts int `json:"parts,omitempty"`
 	// RemoteID is the route's own ID: the SMS message references, the RCS message ID.
 	RemoteID string `json:"remote_id,omitempty"`
+	// Text is the message's text (its first 2,000 characters), which
+	// reactions and replies quote on SMS and inbound reaction texts are
+	// matched against.
+	Text string `json:"text,omitempty"`
 }
 
 // LoginMetadata is stored with each login (phone line).

@@ -179,3 +179,18 @@ func normalize(s string) string {
 	}
 	return b.String()
 }
+
+// QuoteReply starts a reply with a short quote of the message it answers,
+// for routes without replies: `> start of the message...` on its own line.
+// It keeps to the GSM 7-bit alphabet (">" and "...") so that the quote
+// does not turn the SMS into UCS-2.
+func QuoteReply(answered, text string, maxQuote int) string {
+	if maxQuote <= 0 {
+		maxQuote = DefaultQuoteRunes
+	}
+	q := strings.Join(strings.Fields(answered), " ")
+	if r := []rune(q); len(r) > maxQuote {
+		q = strings.TrimRightFunc(string(r[:maxQuote]), unicode.IsSpace) + "..."
+	}
+	return "> " + q + "\n" + text
+}

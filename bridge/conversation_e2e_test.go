@@ -1,0 +1,197 @@
+package bridge_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+)
+
+// reactionLog records the reactions and redactions a user's client sees.
+type reactionLog struct {
+	mu         sync.Mutex
+	reactions  []*event.Event
+	redactions []*event.Event
+}
+
+func (u *user) watchReactions() *reactionLog {
+	l := &reactionLog{}
+	syncer := u.cli.Syncer.(*mautrix.DefaultSyncer)
+	syncer.OnEventType(event.EventReaction, func(_ context.Context, evt *event.Event) {
+		l.mu.Lock()
+		l.reactions = append(l.reactions, evt)
+		l.mu.Unlock()
+	})
+	syncer.OnEventType(event.EventRedaction, func(_ context.Context, evt *event.Event) {
+		l.mu.Lock()
+		l.redactions = append(l.redactions, evt)
+		l.mu.Unlock()
+	})
+	return l
+}
+
+// waitReaction waits for a reaction from sender with key on target.
+func (l *reactionLog) waitReaction(t *testing.T, sender id.UserID, target id.EventID, key string) *event.Event {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		for _, evt := range l.reactions {
+			rel := evt.Content.AsReaction().RelatesTo
+			if evt.Sender == sender && rel.EventID == target && rel.Key == key {
+				l.mu.Unlock()
+				return evt
+			}
+		}
+		l.mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no %s reaction from %s on %s", key, sender, target)
+	return nil
+}
+
+// waitRedaction waits for a redaction of target.
+func (l *reactionLog) waitRedaction(t *testing.T, target id.EventID) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		for _, evt := range l.redactions {
+			if evt.Redacts == target || evt.Content.AsRedaction().Redacts == target {
+				l.mu.Unlock()
+				return
+			}
+		}
+		l.mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s was not redacted", target)
+}
+
+// redact redacts target as u and pushes the redaction to bubbled as the
+// homeserver would: Dendrite v0.13.8 does not push redactions to
+// appservices (see TestRCSRoute).
+func (e *env) redact(u *user, room id.RoomID, target id.EventID) {
+	e.t.Helper()
+	red, err := u.cli.RedactEvent(context.Background(), room, target)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.pushTransaction(map[string]any{"events": []any{map[string]any{
+		"type": "m.room.redaction", "room_id": room, "sender": u.cli.UserID, "event_id": red.EventID,
+		"origin_server_ts": time.Now().UnixMilli(), "redacts": target,
+		"content": map[string]any{"redacts": target},
+	}}})
+}
+
+// sentText waits for the modem's n-th sent SMS (1-based) and returns it.
+func (e *env) sentText(n int) modemsim.Sent {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	sent, err := e.sim.WaitSent(ctx, n)
+	if err != nil {
+		e.t.Fatalf("the modem sent %d SMS, want %d: %v; log:\n%s", len(e.sim.Sent()), n, err, e.tail())
+	}
+	return sent[n-1]
+}
+
+// TestReactionsEditsRepliesOnSMS: Matrix reactions, removals, edits,
+// replies and unsends on a bridged SMS reach the modem as the texts phones
+// write; the contact's reaction texts become Matrix reactions (and their
+// removal a redaction) when they quote a message of the room, and stay text
+// when they quote nothing.
+func TestReactionsEditsRepliesOnSMS(t *testing.T) {
+	e := newEnv(t)
+	alice := e.newUser("alice")
+	reacts := alice.watchReactions()
+	e.login(alice)
+	ghost := ghostMXID(contactNumber)
+	ctx := context.Background()
+
+	const question = "Are we still on for dinner tonight at the new place on 5th?"
+	if err := e.sim.Deliver(contactNumber, question); err != nil {
+		t.Fatal(err)
+	}
+	q, room := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == question })
+
+	// Matrix 👍 on the contact's SMS -> Liked “…” quoting its start.
+	thumbs, err := alice.cli.SendReaction(ctx, room, q.ID, "👍")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sentText(1); got.To != contactNumber || got.Text != "Liked “"+question+"”" {
+		t.Fatalf("the reaction reached the modem as %q to %s, want Liked “%s”", got.Text, got.To, question)
+	}
+
+	// The contact's Loved “…” on alice's SMS -> a ❤️ reaction on it.
+	const answer = "Yes! See you at 7"
+	mine, err := alice.cli.SendText(ctx, room, answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sentText(2); got.Text != answer {
+		t.Fatalf("modem got %q, want %q", got.Text, answer)
+	}
+	if err := e.sim.Deliver(contactNumber, "Loved “"+answer+"”"); err != nil {
+		t.Fatal(err)
+	}
+	heart := reacts.waitReaction(t, ghost, mine.EventID, "❤️")
+
+	// One quoting nothing in the room stays text.
+	const stray = "Loved “a message nobody here wrote”"
+	if err := e.sim.Deliver(contactNumber, stray); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == stray })
+	if n := alice.count(ghost, "Loved “"+answer+"”"); n != 0 {
+		t.Errorf("the matched reaction text also arrived as a message %d times", n)
+	}
+
+	// Their removal text (French, straight quotes, other case) redacts it.
+	if err := e.sim.Deliver(contactNumber, `A retiré la mention « Adore » de « yes! see you at 7 »`); err != nil {
+		t.Fatal(err)
+	}
+	reacts.waitRedaction(t, heart.ID)
+
+	// Taking the 👍 back -> Removed a like from “…”.
+	e.redact(alice, room, thumbs.EventID)
+	if got := e.sentText(3); got.Text != "Removed a like from “"+question+"”" {
+		t.Fatalf("the removal reached the modem as %q", got.Text)
+	}
+
+	// An edit -> a marked correction.
+	edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "* Yes! See you at 8",
+		NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "Yes! See you at 8"},
+		RelatesTo:  &event.RelatesTo{Type: event.RelReplace, EventID: mine.EventID}}
+	if _, err := alice.cli.SendMessageEvent(ctx, room, event.EventMessage, edit); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sentText(4); got.Text != "Correction: Yes! See you at 8" {
+		t.Fatalf("the edit reached the modem as %q", got.Text)
+	}
+
+	// A reply carries a short quote of what it answers.
+	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "Booked a table",
+		RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: q.ID}}}
+	if _, err := alice.cli.SendMessageEvent(ctx, room, event.EventMessage, reply); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sentText(5); got.Text != "> "+question+"\nBooked a table" {
+		t.Fatalf("the reply reached the modem as %q", got.Text)
+	}
+
+	// Unsending an SMS: a notice says it cannot be done, nothing is sent.
+	e.redact(alice, room, mine.EventID)
+	alice.waitMessage(60*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "SMS cannot be unsent") })
+	if n := len(e.sim.Sent()); n != 5 {
+		t.Errorf("the modem sent %d SMS, want 5", n)
+	}
+}
