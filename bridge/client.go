@@ -341,7 +341,8 @@ func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool 
 func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
 	contact := networkid.UserID(portal.ID)
 	return &bridgev2.ChatInfo{
-		Type: ptr(database.RoomTypeDM),
+		Type:         ptr(database.RoomTypeDM),
+		ExtraUpdates: cl.conn.inviteOnCreate,
 		Members: &bridgev2.ChatMemberList{
 			IsFull:      true,
 			OtherUserID: contact,

@@ -43,6 +43,10 @@ type Connector struct {
 	rcs      *rcs.Transport      // nil without network.rcs.provider
 	rcsHook  *rcs.WebhookHandler // nil without network.rcs.provider
 	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
+	mxRoute  *matrixTransport    // the Matrix rung; its lock serialises invites
+
+	// blue runs the invites of rooms being created (inviteOnCreate).
+	blue blueInvites
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -83,6 +87,7 @@ func (c *Connector) Start(ctx context.Context) error {
 
 // Stop is called by bridgev2 on shutdown: it stops the router's timers.
 func (c *Connector) Stop() {
+	c.blue.stop()
 	if c.router != nil {
 		_ = c.router.Close()
 	}
@@ -244,7 +249,8 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	if c.cfg.SMS.Failover {
 		smsT.Failover = c.failoverLine
 	}
-	transports := []fallback.Transport{&matrixTransport{conn: c}, smsT}
+	c.mxRoute = &matrixTransport{conn: c}
+	transports := []fallback.Transport{c.mxRoute, smsT}
 	if c.rcs != nil {
 		transports = append(transports, c.rcs)
 	}

@@ -195,3 +195,60 @@ func TestReactionsEditsRepliesOnSMS(t *testing.T) {
 		t.Errorf("the modem sent %d SMS, want 5", n)
 	}
 }
+
+// TestBlueFromFirstMessage: a room made for a number the directory knows
+// on Matrix (by start-chat, or by their first SMS) invites the contact's
+// own account at once and says so, before anyone types; a number it does
+// not know gets no invite.
+func TestBlueFromFirstMessage(t *testing.T) {
+	const bobNumber, carolNumber, daveNumber = "+15557654321", "+15557654322", "+15557654323"
+	e := newEnvWith(t, envOptions{
+		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		network: `  directory:
+    static:
+      "+15557654321": "@bob:localhost"
+      "+15557654322": "@carol:localhost"`,
+	})
+	alice := e.newUser("alice")
+	bob := e.newUser("bob")
+	carol := e.newUser("carol")
+	e.login(alice)
+	mgmt := alice.managementRoom()
+
+	// start-chat: bob is invited with the room, and the room says so.
+	alice.command(mgmt, "start-chat "+bobNumber, 30*time.Second, func(b string) bool { return strings.Contains(b, "Created chat") })
+	_, room := alice.waitMessage(60*time.Second, botMXID, func(b string) bool {
+		return strings.Contains(b, "is on Matrix as @bob:localhost") && strings.Contains(b, "invited them")
+	})
+	alice.waitJoined(room, bob.cli.UserID)
+	if rooms := alice.roomsWith(ghostMXID(bobNumber)); len(rooms) != 1 || rooms[0] != room {
+		t.Errorf("the invite notice is in %s, want the portal %v", room, rooms)
+	}
+
+	// Their first SMS makes the room: carol is invited before anyone answers.
+	if err := e.sim.Deliver(carolNumber, "hi, it's carol"); err != nil {
+		t.Fatal(err)
+	}
+	_, carolRoom := alice.waitMessage(60*time.Second, ghostMXID(carolNumber), func(b string) bool { return b == "hi, it's carol" })
+	alice.waitMessage(60*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "is on Matrix as @carol:localhost") })
+	alice.waitJoined(carolRoom, carol.cli.UserID)
+
+	// dave is on no directory: no invite, no such notice.
+	if err := e.sim.Deliver(daveNumber, "hi, it's dave"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(60*time.Second, ghostMXID(daveNumber), func(b string) bool { return b == "hi, it's dave" })
+	time.Sleep(2 * time.Second)
+	invites := 0
+	for _, n := range alice.noticeTexts() {
+		if strings.Contains(n, "invited them") {
+			invites++
+		}
+	}
+	if invites != 2 {
+		t.Errorf("saw %d invite notices, want 2 (bob, carol); notices %q", invites, alice.noticeTexts())
+	}
+	if n := e.sentCount(); n != 0 {
+		t.Errorf("the modem sent %d SMS, want none: nobody typed", n)
+	}
+}
