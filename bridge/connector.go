@@ -196,20 +196,21 @@ func (c *Connector) modemConfig(meta *LoginMetadata) (config.Modem, bool) {
 func (c *Connector) lineConfig(m config.Modem, ownNumber string) sms.Config {
 	s := c.cfg.SMS
 	return sms.Config{
-		ID:               m.ID,
-		Device:           m.Device,
-		Baud:             m.Baud,
-		PIN:              m.PIN,
-		OwnNumber:        ownNumber,
-		CommandTimeout:   s.CommandTimeout,
-		SendTimeout:      s.SendTimeout,
-		MaxParts:         s.MaxParts,
-		StatusReports:    s.StatusReports,
-		RatePerMinute:    s.RatePerMinute,
-		RatePerDay:       s.RatePerDay,
-		RatePerMonth:     s.RatePerMonth,
-		MaxAttempts:      s.MaxAttempts,
-		WatchdogInterval: s.WatchdogInterval,
+		ID:                m.ID,
+		Device:            m.Device,
+		Baud:              m.Baud,
+		PIN:               m.PIN,
+		OwnNumber:         ownNumber,
+		CommandTimeout:    s.CommandTimeout,
+		SendTimeout:       s.SendTimeout,
+		MaxParts:          s.MaxParts,
+		StatusReports:     s.StatusReports,
+		RatePerMinute:     s.RatePerMinute,
+		RatePerDay:        s.RatePerDay,
+		RatePerMonth:      s.RatePerMonth,
+		MaxAttempts:       s.MaxAttempts,
+		WatchdogInterval:  s.WatchdogInterval,
+		ReassemblyTimeout: s.ReassemblyTimeout,
 	}
 }
 

@@ -252,3 +252,48 @@ func TestBlueFromFirstMessage(t *testing.T) {
 		t.Errorf("the modem sent %d SMS, want none: nobody typed", n)
 	}
 }
+
+// TestIncompleteLongSMS: a long SMS with a part that never comes is
+// delivered after network.sms.reassembly_timeout with the gap marked and a
+// notice naming the missing part, even across a restart of bubbled.
+func TestIncompleteLongSMS(t *testing.T) {
+	e := newEnvWith(t, envOptions{
+		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		env: []string{"BUBBLED_NETWORK__SMS__REASSEMBLY_TIMEOUT=3s"},
+	})
+	alice := e.newUser("alice")
+	e.login(alice)
+	ghost := ghostMXID(contactNumber)
+
+	// The network's PDUs for a 3-part message, from a second simulator.
+	net, err := modemsim.Start(modemsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	long := strings.Repeat("abcdefghij", 40)
+	if err := net.StoreOnly(contactNumber, long); err != nil {
+		t.Fatal(err)
+	}
+	stored := net.Messages()
+	if len(stored) != 3 {
+		t.Fatalf("the network made %d parts, want 3", len(stored))
+	}
+	// Parts 1 and 3 reach the modem, then bubbled stops before the
+	// deadline and starts again after it.
+	for _, i := range []int{0, 2} {
+		if err := e.sim.DeliverPDU(stored[i].PDU); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitLog("parts read", 60*time.Second, func(l string) bool { return strings.Contains(l, "AT+CMGD") && e.sim.Stored() == 0 })
+	e.stopBubbled()
+	time.Sleep(4 * time.Second)
+	e.startBubbled()
+
+	want := long[:153] + "[part 2 of 3 missing]" + long[306:]
+	alice.waitMessage(90*time.Second, ghost, func(b string) bool { return b == want })
+	alice.waitMessage(30*time.Second, ghost, func(b string) bool {
+		return strings.Contains(b, "Part 2 of 3 of this SMS never arrived")
+	})
+}

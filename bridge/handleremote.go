@@ -72,13 +72,22 @@ func remoteEventError(res bridgev2.EventHandlingResult) error {
 
 // convertSMS makes the Matrix message of an inbound SMS: its text as m.text.
 func convertSMS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, m *sms.Message) (*bridgev2.ConvertedMessage, error) {
-	return &bridgev2.ConvertedMessage{
+	conv := &bridgev2.ConvertedMessage{
 		Parts: []*bridgev2.ConvertedMessagePart{{
 			Type:       event.EventMessage,
 			Content:    &event.MessageEventContent{MsgType: event.MsgText, Body: m.Text},
 			DBMetadata: &MessageMetadata{Parts: m.Parts, Text: storedText(m.Text)},
 		}},
-	}, nil
+	}
+	if note := m.MissingNote(); note != "" {
+		// A long SMS delivered without some parts: say which, beside it.
+		conv.Parts = append(conv.Parts, &bridgev2.ConvertedMessagePart{
+			ID:      "missing",
+			Type:    event.EventMessage,
+			Content: &event.MessageEventContent{MsgType: event.MsgNotice, Body: "⚠️ " + note},
+		})
+	}
+	return conv, nil
 }
 
 // handleOutcome reports one outcome of an outgoing SMS in its room.

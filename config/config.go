@@ -255,6 +255,9 @@ type SMS struct {
 	// Failover sends from another of the owner's lines while a line's modem
 	// is away (default false: the contact then sees another number).
 	Failover bool `yaml:"failover"`
+	// ReassemblyTimeout is how long a long SMS waits for a missing part
+	// before it is delivered with the gap marked (default 24h, 1s to 720h).
+	ReassemblyTimeout time.Duration `yaml:"reassembly_timeout"`
 }
 
 // Log is bubbled's logging section (key log).

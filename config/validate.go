@@ -284,6 +284,10 @@ func (c *Config) validateNetwork(ch *checker) {
 	if s.WatchdogInterval < 5*time.Second {
 		ch.add([]string{"network", "sms", "watchdog_interval"}, s.WatchdogInterval.String(), "is shorter than 5s", "write e.g. 45s (the modem is checked that often)")
 	}
+	if s.ReassemblyTimeout < time.Second || s.ReassemblyTimeout > 720*time.Hour {
+		ch.add([]string{"network", "sms", "reassembly_timeout"}, s.ReassemblyTimeout.String(), "is out of range",
+			"write a duration from 1s to 720h, e.g. 24h (a long SMS waits that long for a missing part)")
+	}
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
 	c.validateRCS(ch)
