@@ -92,7 +92,7 @@ func reading(before, quoted, after []rune) (Reaction, bool) {
 	q := strings.TrimSpace(string(quoted))
 	r := Reaction{Quote: q, Emoji: emoji, Removal: removal}
 	for _, cut := range []string{"…", "..."} {
-		if s, ok := strings.CutSuffix(q, cut); ok {
+		if s, ok := strings.CutSuffix(q, cut); ok && strings.TrimSpace(s) != "" {
 			r.Quote, r.Truncated = strings.TrimSpace(s), true
 			break
 		}

@@ -127,14 +127,18 @@ func quote(text string, maxQuote int) string {
 // apostrophes alike, and with runs of white space as one space.
 func (r Reaction) Matches(message string) bool {
 	q, m := normalize(r.Quote), normalize(message)
-	if q == "" || m == "" {
+	switch {
+	case m == "":
 		return false
-	}
-	if q == m {
-		return true
+	case q == m:
+		return q != ""
+	case !r.Truncated:
+		return false
+	case m == q+"…" || m == q+"...":
+		return true // the message itself ended in an ellipsis
 	}
 	// A cut quote must still say enough to pick one message.
-	return r.Truncated && utf8.RuneCountInString(q) >= 3 && strings.HasPrefix(m, q)
+	return utf8.RuneCountInString(q) >= 3 && strings.HasPrefix(m, q)
 }
 
 // Match reads text as a reaction to one of recent (newest first): it
@@ -154,9 +158,6 @@ func Match(text string, recent []string) (r Reaction, index int, ok bool) {
 
 // normalize folds what phones change when they quote.
 func normalize(s string) string {
-	s = strings.TrimSpace(s)
-	s = strings.TrimSuffix(s, "…")
-	s = strings.TrimSuffix(s, "...")
 	var b strings.Builder
 	space := false
 	for _, r := range strings.ToLower(s) {
