@@ -5,6 +5,8 @@ import (
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
+
+	"github.com/bubbled/bubbled/config"
 )
 
 // gsm7PartChars is the text of one part of a concatenated GSM 7-bit SMS.
@@ -59,7 +61,30 @@ func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) 
 		return mmsFeatures(cl.conn.cfg.MMSFor(cl.modem).MaxSize)
 	}
 	if cl.conn.rcs != nil && portalMeta(portal).LastRoute == "rcs" {
-		return rcsFeatures(cl.conn.rcsMedia != nil)
+		return withConversation(rcsFeatures(cl.conn.rcsMedia != nil), cl.conn.cfg.Conversation)
 	}
-	return smsFeatures(cl.conn.cfg.SMS.MaxParts)
+	return withConversation(smsFeatures(cl.conn.cfg.SMS.MaxParts), cl.conn.cfg.Conversation)
+}
+
+// withConversation adds what network.conversation sends as text: reactions
+// (Liked “…”), edits (a marked correction; the contact keeps the original)
+// and replies (a short quote first). Each is partial: the contact sees a
+// text, and removals are sent only when reaction_removals is text. The ID
+// names the settings, so clients never mix up two sets of features.
+func withConversation(f *event.RoomFeatures, conf config.Conversation) *event.RoomFeatures {
+	suffix := ""
+	if conf.Reactions == "text" {
+		f.Reaction = event.CapLevelPartialSupport
+		suffix += ".reactions"
+	}
+	if conf.Edits != "off" && conf.Edits != "" {
+		f.Edit = event.CapLevelPartialSupport
+		suffix += ".edits"
+	}
+	if conf.Replies == "quote" {
+		f.Reply = event.CapLevelPartialSupport
+		suffix += ".replies"
+	}
+	f.ID += suffix
+	return f
 }

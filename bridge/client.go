@@ -393,7 +393,8 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 	}
 	contact := networkid.UserID(portal.ID)
 	return &bridgev2.ChatInfo{
-		Type: ptr(database.RoomTypeDM),
+		Type:         ptr(database.RoomTypeDM),
+		ExtraUpdates: cl.conn.inviteOnCreate,
 		Members: &bridgev2.ChatMemberList{
 			IsFull:      true,
 			OtherUserID: contact,

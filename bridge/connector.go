@@ -49,7 +49,11 @@ type Connector struct {
 	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
 	contacts *contacts.Syncer    // nil without network.contacts sources
 	gate     *gate.Gate
-	quota    *quota.Counter // daily USSD and RCS budgets
+	quota    *quota.Counter   // daily USSD and RCS budgets
+	mxRoute  *matrixTransport // the Matrix rung; its lock serialises invites
+
+	// blue runs the invites of rooms being created (inviteOnCreate).
+	blue blueInvites
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -107,6 +111,7 @@ func (c *Connector) Start(ctx context.Context) error {
 
 // Stop is called by bridgev2 on shutdown: it stops the router's timers.
 func (c *Connector) Stop() {
+	c.blue.stop()
 	if c.router != nil {
 		_ = c.router.Close()
 	}
@@ -167,7 +172,7 @@ func (c *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities { ret
 func (c *Connector) GetConfig() (string, any, configupgrade.Upgrader) { return "", nil, nil }
 
 // GetBridgeInfoVersion is bumped when m.bridge or room features change.
-func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) { return 1, 1 }
+func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) { return 1, 2 }
 
 // ValidateUserID accepts only ghost IDs made by ids.go.
 func (c *Connector) ValidateUserID(id networkid.UserID) bool { return ValidUserID(id) }
@@ -192,6 +197,10 @@ type MessageMetadata struct {
 	Parts int `json:"parts,omitempty"`
 	// RemoteID is the route's own ID: the SMS message references, the RCS message ID.
 	RemoteID string `json:"remote_id,omitempty"`
+	// Text is the message's text (its first 2,000 characters), which
+	// reactions and replies quote on SMS and inbound reaction texts are
+	// matched against.
+	Text string `json:"text,omitempty"`
 }
 
 // LoginMetadata is stored with each login (phone line).
@@ -230,21 +239,22 @@ func (c *Connector) modemConfig(meta *LoginMetadata) (config.Modem, bool) {
 func (c *Connector) lineConfig(m config.Modem, ownNumber string) sms.Config {
 	s := c.cfg.SMS
 	return sms.Config{
-		ID:               m.ID,
-		Device:           m.Device,
-		Baud:             m.Baud,
-		PIN:              m.PIN,
-		OwnNumber:        ownNumber,
-		CommandTimeout:   s.CommandTimeout,
-		SendTimeout:      s.SendTimeout,
-		MaxParts:         s.MaxParts,
-		StatusReports:    s.StatusReports,
-		RatePerMinute:    s.RatePerMinute,
-		RatePerDay:       s.RatePerDay,
-		RatePerMonth:     s.RatePerMonth,
-		UserRatePerDay:   s.UserRatePerDay,
-		MaxAttempts:      s.MaxAttempts,
-		WatchdogInterval: s.WatchdogInterval,
+		ID:                m.ID,
+		Device:            m.Device,
+		Baud:              m.Baud,
+		PIN:               m.PIN,
+		OwnNumber:         ownNumber,
+		CommandTimeout:    s.CommandTimeout,
+		SendTimeout:       s.SendTimeout,
+		MaxParts:          s.MaxParts,
+		StatusReports:     s.StatusReports,
+		RatePerMinute:     s.RatePerMinute,
+		RatePerDay:        s.RatePerDay,
+		RatePerMonth:      s.RatePerMonth,
+		UserRatePerDay:    s.UserRatePerDay,
+		MaxAttempts:       s.MaxAttempts,
+		WatchdogInterval:  s.WatchdogInterval,
+		ReassemblyTimeout: s.ReassemblyTimeout,
 	}
 }
 
@@ -284,7 +294,8 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	if c.cfg.SMS.Failover {
 		smsT.Failover = c.failoverLine
 	}
-	transports := []fallback.Transport{&matrixTransport{conn: c}, smsT}
+	c.mxRoute = &matrixTransport{conn: c}
+	transports := []fallback.Transport{c.mxRoute, smsT}
 	if c.rcs != nil {
 		transports = append(transports, c.rcs)
 	}

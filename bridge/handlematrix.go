@@ -16,11 +16,12 @@ import (
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
+	"github.com/bubbled/bubbled/connectors/tapback"
 	"github.com/bubbled/bubbled/fallback"
 )
 
 // handlematrix.go holds every Matrix -> network handler: messages, read
-// receipts, typing and redactions.
+// receipts, typing, redactions, reactions and edits.
 
 var (
 	_ bridgev2.ReadReceiptHandlingNetworkAPI = (*Client)(nil)
@@ -67,7 +68,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		ID:           string(msg.Event.ID),
 		Conversation: conv,
 		To:           to,
-		Text:         text,
+		Text:         cl.withReplyQuote(msg, text),
 		Line:         string(cl.login.ID),
 		Created:      time.UnixMilli(msg.Event.Timestamp),
 		File:         file,
@@ -89,7 +90,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		DB: &database.Message{
 			ID:       msgID,
 			SenderID: UserIDForNumber(cl.meta.Number),
-			Metadata: &MessageMetadata{Route: string(rcpt.Route), Parts: rcpt.Parts, RemoteID: rcpt.RemoteID},
+			Metadata: &MessageMetadata{Route: string(rcpt.Route), Parts: rcpt.Parts, RemoteID: rcpt.RemoteID, Text: storedText(text)},
 		},
 	}, nil
 }
@@ -281,7 +282,173 @@ func (cl *Client) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.M
 		return cl.conn.rcs.Provider().Revoke(ctx, to, strings.TrimPrefix(string(msg.TargetMessage.ID), rcsOutPrefix))
 	case meta != nil && meta.Route == string(fallback.RouteMatrix):
 		return nil
+	case strings.HasPrefix(string(msg.TargetMessage.ID), "out:"):
+		return errSMSUnsendable
 	default:
 		return bridgev2.ErrRedactionsNotSupported
 	}
 }
+
+// Matrix reactions, edits and replies on routes that carry only text: they
+// go out as the texts phones write for them (connectors/tapback), through
+// the router like any message, so the contact's phone shows them as the
+// reaction, correction or reply they are.
+
+var (
+	_ bridgev2.ReactionHandlingNetworkAPI = (*Client)(nil)
+	_ bridgev2.EditHandlingNetworkAPI     = (*Client)(nil)
+)
+
+// PreHandleMatrixReaction keys the owner's reactions by emoji, so a message
+// can carry several and each can be taken back on its own.
+func (cl *Client) PreHandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (bridgev2.MatrixReactionPreResponse, error) {
+	emoji := tapback.Canonical(msg.Content.RelatesTo.Key)
+	return bridgev2.MatrixReactionPreResponse{
+		SenderID: UserIDForNumber(cl.meta.Number),
+		EmojiID:  networkid.EmojiID(emoji),
+		Emoji:    emoji,
+	}, nil
+}
+
+// HandleMatrixReaction sends the phone's reaction text (Liked “…”) quoting
+// the start of the message. A message of the contact's own Matrix account
+// is in the room already, and so is the reaction: nothing is sent.
+func (cl *Client) HandleMatrixReaction(ctx context.Context, msg *bridgev2.MatrixReaction) (*database.Reaction, error) {
+	conf := cl.conn.cfg.Conversation
+	if conf.Reactions == "off" {
+		return nil, bridgev2.ErrReactionsNotSupported
+	}
+	if strings.HasPrefix(string(msg.TargetMessage.ID), "mx:") {
+		return &database.Reaction{}, nil
+	}
+	quoted, err := quotedText(msg.TargetMessage)
+	if err != nil {
+		return nil, err
+	}
+	text := tapback.Format(msg.PreHandleResp.Emoji, quoted, conf.QuoteChars)
+	if _, err := cl.sendOwnText(ctx, msg.Portal, "reaction:"+string(msg.Event.ID), msg.Event.Timestamp, text); err != nil {
+		return nil, err
+	}
+	return &database.Reaction{}, nil
+}
+
+// HandleMatrixReactionRemove sends the phone's removal text (Removed a like
+// from “…”), or nothing when network.conversation.reaction_removals is off.
+func (cl *Client) HandleMatrixReactionRemove(ctx context.Context, msg *bridgev2.MatrixReactionRemove) error {
+	conf := cl.conn.cfg.Conversation
+	r := msg.TargetReaction
+	if conf.Reactions == "off" || conf.ReactionRemovals == "off" || strings.HasPrefix(string(r.MessageID), "mx:") {
+		return nil
+	}
+	target, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, msg.Portal.Receiver, r.MessageID)
+	if err != nil || target == nil {
+		return fmt.Errorf("find the message of the reaction: %w", err)
+	}
+	quoted, err := quotedText(target)
+	if err != nil {
+		return err
+	}
+	emoji := r.Emoji
+	if emoji == "" {
+		emoji = string(r.EmojiID)
+	}
+	_, err = cl.sendOwnText(ctx, msg.Portal, "unreaction:"+string(msg.Event.ID), msg.Event.Timestamp, tapback.FormatRemoval(emoji, quoted, conf.QuoteChars))
+	return err
+}
+
+// HandleMatrixEdit sends the new text as a marked correction
+// (network.conversation.edits). An edit of a message that went through
+// Matrix, or of the contact's own Matrix message, is already in the room.
+func (cl *Client) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
+	meta, _ := msg.EditTarget.Metadata.(*MessageMetadata)
+	if msg.OrigSender != nil || strings.HasPrefix(string(msg.EditTarget.ID), "mx:") {
+		return nil
+	}
+	format := cl.conn.cfg.Conversation.Edits
+	if format == "off" {
+		return bridgev2.ErrEditsNotSupported
+	}
+	newText, err := smsText(msg.Content)
+	if err != nil {
+		return err
+	}
+	if meta == nil || meta.Route != string(fallback.RouteMatrix) {
+		text := strings.Replace(format, "{text}", newText, 1)
+		if _, err := cl.sendOwnText(ctx, msg.Portal, "edit:"+string(msg.Event.ID), msg.Event.Timestamp, text); err != nil {
+			return err
+		}
+	}
+	if meta != nil {
+		// Reactions to the message now quote what it says.
+		meta.Text = storedText(newText)
+	}
+	return nil
+}
+
+// withReplyQuote starts a reply with a short quote of the message it
+// answers: neither SMS nor RCS carries replies.
+func (cl *Client) withReplyQuote(msg *bridgev2.MatrixMessage, text string) string {
+	conf := cl.conn.cfg.Conversation
+	if msg.ReplyTo == nil || conf.Replies == "off" {
+		return text
+	}
+	quoted, err := quotedText(msg.ReplyTo)
+	if err != nil {
+		return text
+	}
+	return tapback.QuoteReply(quoted, text, conf.QuoteChars)
+}
+
+// quotedText is the text of a bridged message that reactions and replies
+// quote, stored with the message when it was bridged.
+func quotedText(msg *database.Message) (string, error) {
+	if meta, ok := msg.Metadata.(*MessageMetadata); ok && meta.Text != "" {
+		return meta.Text, nil
+	}
+	return "", bridgev2.WrapErrorInStatus(errors.New("the target message has no stored text")).
+		WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
+		WithMessage("bubbled does not have the text of that message (it was bridged before bubbled kept texts, or has none), so this cannot be sent as SMS.")
+}
+
+// storedTextRunes bounds the text kept with each message for quoting: a
+// message of 10 SMS parts fits.
+const storedTextRunes = 2000
+
+// storedText is the part of a message's text kept with it.
+func storedText(text string) string {
+	if r := []rune(text); len(r) > storedTextRunes {
+		return string(r[:storedTextRunes])
+	}
+	return text
+}
+
+// sendOwnText sends a text bubbled writes for the owner (a reaction, its
+// removal, a correction) to the portal's contact through the router, under
+// its own message ID so that its outcome finds no Matrix message to update.
+func (cl *Client) sendOwnText(ctx context.Context, portal *bridgev2.Portal, id string, ts int64, text string) (*fallback.Receipt, error) {
+	to, ok := NumberForUserID(networkid.UserID(portal.ID))
+	if !ok {
+		return nil, bridgev2.WrapErrorInStatus(errors.New("alphanumeric sender")).
+			WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
+			WithMessage("This sender has a name instead of a number, so it cannot receive anything.")
+	}
+	rcpt, err := cl.conn.router.Send(ctx, &fallback.Message{
+		ID:           id,
+		Conversation: cl.conn.restoreRouteState(portal),
+		To:           to,
+		Text:         text,
+		Line:         string(cl.login.ID),
+		Created:      time.UnixMilli(ts),
+	})
+	if err != nil {
+		cl.log.Warn("failed to send a reaction or correction", zap.String("to", phone.Mask(to)), zap.Error(err))
+		return nil, sendErrorStatus(err)
+	}
+	cl.log.Info("sent a reaction or correction", zap.String("to", phone.Mask(to)), zap.String("route", string(rcpt.Route)))
+	return rcpt, nil
+}
+
+// errSMSUnsendable answers unsending a message that went as SMS.
+var errSMSUnsendable = bridgev2.WrapErrorInStatus(errors.New("SMS cannot be unsent")).
+	WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
+	WithMessage("An SMS cannot be unsent: the contact's phone already has it. Only messages that went by RCS or Matrix can be taken back.")

@@ -19,6 +19,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
+	"github.com/bubbled/bubbled/connectors/tapback"
 	"github.com/bubbled/bubbled/fallback"
 )
 
@@ -36,6 +37,13 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 	key, convert, skip, err := cl.gateSMS(ctx, m, sender)
 	if err != nil || skip {
 		return err
+	}
+	// A reaction text is read only where the contact's own messages are:
+	// never in the Unknown senders or Codes rooms.
+	if key == PortalKeyFor(sender, cl.login.ID) {
+		if handled, err := cl.smsReaction(ctx, m, sender); handled || err != nil {
+			return err
+		}
 	}
 	evt := &simplevent.Message[*sms.Message]{
 		EventMeta: simplevent.EventMeta{
@@ -73,13 +81,22 @@ func remoteEventError(res bridgev2.EventHandlingResult) error {
 
 // convertSMS makes the Matrix message of an inbound SMS: its text as m.text.
 func convertSMS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, m *sms.Message) (*bridgev2.ConvertedMessage, error) {
-	return &bridgev2.ConvertedMessage{
+	conv := &bridgev2.ConvertedMessage{
 		Parts: []*bridgev2.ConvertedMessagePart{{
 			Type:       event.EventMessage,
 			Content:    &event.MessageEventContent{MsgType: event.MsgText, Body: m.Text},
-			DBMetadata: &MessageMetadata{Parts: m.Parts},
+			DBMetadata: &MessageMetadata{Parts: m.Parts, Text: storedText(m.Text)},
 		}},
-	}, nil
+	}
+	if note := m.MissingNote(); note != "" {
+		// A long SMS delivered without some parts: say which, beside it.
+		conv.Parts = append(conv.Parts, &bridgev2.ConvertedMessagePart{
+			ID:      "missing",
+			Type:    event.EventMessage,
+			Content: &event.MessageEventContent{MsgType: event.MsgNotice, Body: "⚠️ " + note},
+		})
+	}
+	return conv, nil
 }
 
 // handleOutcome reports one outcome of an outgoing SMS in its room.
@@ -301,6 +318,53 @@ func convertRCS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
 		Type:       event.EventMessage,
 		Content:    &event.MessageEventContent{MsgType: event.MsgText, Body: body},
-		DBMetadata: &MessageMetadata{Route: string(fallback.RouteRCS)},
+		DBMetadata: &MessageMetadata{Route: string(fallback.RouteRCS), Text: storedText(e.Text)},
 	}}}, nil
+}
+
+// smsReaction bridges an SMS that is a phone's reaction text (Loved “…”)
+// quoting one of the room's last messages as a Matrix reaction from the
+// contact on that message, or as the redaction of it for a removal text.
+// handled is false for any other SMS, which stays a text.
+func (cl *Client) smsReaction(ctx context.Context, m *sms.Message, sender networkid.UserID) (handled bool, err error) {
+	conf := cl.conn.cfg.Conversation
+	if !conf.ReadReactions || len(tapback.Parse(m.Text)) == 0 {
+		return false, nil
+	}
+	key := PortalKeyFor(sender, cl.login.ID)
+	last, err := cl.conn.br.DB.Message.GetLastNInPortal(ctx, key, conf.MatchLast)
+	if err != nil {
+		return false, fmt.Errorf("read the room's last messages for reaction SMS %s: %w", m.ID, err)
+	}
+	texts := make([]string, 0, len(last))
+	ids := make([]networkid.MessageID, 0, len(last))
+	for _, msg := range last {
+		if meta, ok := msg.Metadata.(*MessageMetadata); ok && meta.Text != "" {
+			texts, ids = append(texts, meta.Text), append(ids, msg.ID)
+		}
+	}
+	r, i, ok := tapback.Match(m.Text, texts)
+	if !ok {
+		return false, nil
+	}
+	typ := bridgev2.RemoteEventReaction
+	if r.Removal {
+		typ = bridgev2.RemoteEventReactionRemove
+	}
+	res := cl.login.QueueRemoteEvent(&simplevent.Reaction{
+		EventMeta: simplevent.EventMeta{
+			Type:      typ,
+			PortalKey: key,
+			Sender:    bridgev2.EventSender{Sender: sender},
+			Timestamp: m.Time,
+		},
+		TargetMessage: ids[i],
+		EmojiID:       networkid.EmojiID(r.Emoji),
+		Emoji:         r.Emoji,
+	})
+	if err := remoteEventError(res); err != nil {
+		return true, fmt.Errorf("bridge reaction SMS %s into Matrix: %w", m.ID, err)
+	}
+	cl.log.Debug("bridged a reaction SMS as a reaction", zap.String("sms_id", m.ID), zap.Bool("removal", r.Removal), zap.Bool("duplicate", res.Ignored))
+	return true, nil
 }

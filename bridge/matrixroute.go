@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
@@ -109,4 +112,111 @@ func (c *Connector) inviteContact(ctx context.Context, portal *bridgev2.Portal, 
 	c.notice(ctx, portal, fmt.Sprintf("%s is on Matrix as %s: invited them to this chat. Until they join, messages go by the next route.",
 		phone.Format(num), peer))
 	return nil
+}
+
+// roomCreateWait bounds how long the invite of a new room waits for
+// bridgev2 to finish creating it.
+const roomCreateWait = 2 * time.Minute
+
+// blueInvites runs the invites of rooms being created: one goroutine per
+// new room, each waiting for its room. The Connector owns it; Stop cancels
+// them and waits.
+type blueInvites struct {
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (b *blueInvites) init() {
+	b.once.Do(func() { b.ctx, b.cancel = context.WithCancel(context.Background()) })
+}
+
+// stop cancels the waiting invites and waits for them.
+func (b *blueInvites) stop() {
+	b.init()
+	b.cancel()
+	b.wg.Wait()
+}
+
+// inviteOnCreate is the ChatInfo.ExtraUpdates of a contact's portal. While
+// bridgev2 creates the room (no MXID yet), it starts waiting for the room
+// in the background; then, if the directory knows the number on Matrix,
+// the contact's own account is invited and the room says so before anyone
+// has typed: the conversation is blue from its first message. A restart in
+// between loses nothing: the first message invites them (Reachable). It
+// changes nothing bridgev2 saves, so it returns false.
+func (c *Connector) inviteOnCreate(_ context.Context, portal *bridgev2.Portal) bool {
+	num, ok := NumberForUserID(networkid.UserID(portal.ID))
+	if portal.MXID != "" || !ok || !strings.HasPrefix(num, "+") || c.dir == nil || c.mxRoute == nil || !slices.Contains(c.cfg.Fallback.Order, string(fallback.RouteMatrix)) {
+		return false
+	}
+	b := &c.blue
+	b.init()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := portal.RoomCreated.WaitTimeoutCtx(b.ctx, roomCreateWait); err != nil || portal.MXID == "" {
+			return
+		}
+		if c.waitOwnerJoined(b.ctx, portal) {
+			c.inviteNewRoom(b.ctx, portal, num)
+		}
+	}()
+	c.log.Debug("waiting for the new room to invite the contact if they are on Matrix", zap.String("to", phone.Mask(num)))
+	return false
+}
+
+// inviteNewRoom invites the owner of num into a new portal when the
+// directory knows them, once (InvitedPeer).
+func (c *Connector) inviteNewRoom(ctx context.Context, portal *bridgev2.Portal, num string) {
+	res, err := c.dir.Lookup(ctx, num)
+	if err != nil || res.MXID == "" {
+		c.log.Debug("the contact of the new room is not known on Matrix", zap.String("to", phone.Mask(num)), zap.Error(err))
+		return
+	}
+	if login := c.br.GetCachedUserLoginByID(portal.Receiver); login != nil && login.UserMXID == res.MXID {
+		return // the owner's own number on another line: they are here already
+	}
+	t := c.mxRoute
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	meta := portalMeta(portal)
+	if meta.InvitedPeer == res.MXID {
+		return
+	}
+	if err := c.inviteContact(ctx, portal, res.MXID); err != nil {
+		c.log.Warn("failed to invite the contact into the new room; the first message tries again", zap.Error(err))
+		return
+	}
+	meta.InvitedPeer = res.MXID
+	if err := portal.Save(ctx); err != nil {
+		c.log.Warn("failed to remember the invite", zap.Error(err))
+	}
+}
+
+// waitOwnerJoined waits until the line's owner has joined the new room, so
+// that they can read the invite notice (it is encrypted for the members of
+// the moment), at most roomCreateWait. It is false only when ctx ends.
+func (c *Connector) waitOwnerJoined(ctx context.Context, portal *bridgev2.Portal) bool {
+	login := c.br.GetCachedUserLoginByID(portal.Receiver)
+	if login == nil {
+		return true
+	}
+	deadline := time.NewTimer(roomCreateWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if m, err := c.br.Matrix.GetMemberInfo(ctx, portal.MXID, login.UserMXID); err == nil && m != nil && m.Membership == event.MembershipJoin {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-tick.C:
+		}
+	}
 }

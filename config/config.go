@@ -109,6 +109,9 @@ type Network struct {
 	Privacy Privacy `yaml:"privacy"`
 	// MMS is the MMS data path (picture and group messages); off by default.
 	MMS MMS `yaml:"mms"`
+	// Conversation says how reactions, edits and replies travel on routes
+	// that carry only text (SMS).
+	Conversation Conversation `yaml:"conversation"`
 }
 
 // Listener is network.listener: limits of the appservice listener, which
@@ -167,6 +170,32 @@ func (n Network) MMSFor(m Modem) MMS {
 		out.Interface = m.MMSInterface
 	}
 	return out
+}
+
+// Conversation is network.conversation: reactions, edits and replies on
+// SMS, which carries only text.
+type Conversation struct {
+	// Reactions is how a Matrix reaction on a bridged message goes out:
+	// "text" (the phone's wording, Liked “…”) or "off". Default text.
+	Reactions string `yaml:"reactions"`
+	// ReactionRemovals is how taking a reaction back goes out: "text"
+	// (Removed a like from “…”) or "off" (nothing is sent). Default text.
+	ReactionRemovals string `yaml:"reaction_removals"`
+	// ReadReactions turns an inbound reaction text (Loved “…”) that quotes
+	// one of the room's last messages into a Matrix reaction. Default true.
+	ReadReactions bool `yaml:"read_reactions"`
+	// QuoteChars is how much of a message a reaction text or a reply
+	// quotes (10 to 160 characters, default 60).
+	QuoteChars int `yaml:"quote_chars"`
+	// MatchLast is how many of the room's last messages an inbound reaction
+	// text may quote (1 to 200, default 20).
+	MatchLast int `yaml:"match_last"`
+	// Edits is the correction an edit sends, {text} standing for the new
+	// text, or "off". Default "Correction: {text}".
+	Edits string `yaml:"edits"`
+	// Replies is "quote" (a reply starts with a short quote of what it
+	// answers) or "off". Default quote.
+	Replies string `yaml:"replies"`
 }
 
 // RCS is network.rcs: the RCS route through a provider's REST API.
@@ -314,6 +343,9 @@ type SMS struct {
 	// Failover sends from another of the owner's lines while a line's modem
 	// is away (default false: the contact then sees another number).
 	Failover bool `yaml:"failover"`
+	// ReassemblyTimeout is how long a long SMS waits for a missing part
+	// before it is delivered with the gap marked (default 24h, 1s to 720h).
+	ReassemblyTimeout time.Duration `yaml:"reassembly_timeout"`
 }
 
 // Log is bubbled's logging section (key log).

@@ -272,6 +272,23 @@ func TestLoadProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "bad conversation settings",
+			edit: func(t *testing.T, s string) string {
+				s = replace(t, s, "reactions: text\n", "reactions: emoji\n")
+				s = replace(t, s, "quote_chars: 60", "quote_chars: 5")
+				s = replace(t, s, "reassembly_timeout: 24h", "reassembly_timeout: 0s")
+				s = replace(t, s, "match_last: 20", "match_last: 0")
+				return replace(t, s, `edits: "Correction: {text}"`, `edits: "Correction"`)
+			},
+			want: [][]string{
+				{"network.sms.reassembly_timeout:", "0s", "out of range", "1s to 720h"},
+				{"network.conversation.reactions:", `"emoji"`, "is not text or off"},
+				{"network.conversation.quote_chars:", "5", "out of range", "10 to 160"},
+				{"network.conversation.match_last:", "0", "out of range"},
+				{"network.conversation.edits:", `"Correction"`, "{text} exactly once"},
+			},
+		},
+		{
 			name: "national own number in another region",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `own_number: ""`, `own_number: "07911 123456"`)

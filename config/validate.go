@@ -295,11 +295,35 @@ func (c *Config) validateNetwork(ch *checker) {
 // validateNetworkSections checks the sub-sections of network, one function
 // each, so that adding one does not grow validateNetwork.
 func (c *Config) validateNetworkSections(ch *checker, region string) {
+	if s := c.Network.SMS; s.ReassemblyTimeout < time.Second || s.ReassemblyTimeout > 720*time.Hour {
+		ch.add([]string{"network", "sms", "reassembly_timeout"}, s.ReassemblyTimeout.String(), "is out of range",
+			"write a duration from 1s to 720h, e.g. 24h (a long SMS waits that long for a missing part)")
+	}
 	c.validateDirectory(ch, region)
 	c.validateFallback(ch)
 	c.validateRCS(ch)
 	c.validateContacts(ch, region)
 	c.validateMMS(ch)
+	c.validateConversation(ch)
+}
+
+func (c *Config) validateConversation(ch *checker) {
+	v := c.Network.Conversation
+	key := func(k string) []string { return []string{"network", "conversation", k} }
+	for _, e := range []struct{ k, v, want string }{{"reactions", v.Reactions, "text"}, {"reaction_removals", v.ReactionRemovals, "text"}, {"replies", v.Replies, "quote"}} {
+		if e.v != e.want && e.v != "off" {
+			ch.add(key(e.k), q(e.v), "is not "+e.want+" or off", "write "+e.want+" to send it as text, or off")
+		}
+	}
+	if v.QuoteChars < 10 || v.QuoteChars > 160 {
+		ch.add(key("quote_chars"), strconv.Itoa(v.QuoteChars), "is out of range", "write a number of characters from 10 to 160, e.g. 60")
+	}
+	if v.MatchLast < 1 || v.MatchLast > 200 {
+		ch.add(key("match_last"), strconv.Itoa(v.MatchLast), "is out of range", "write a number of messages from 1 to 200, e.g. 20")
+	}
+	if v.Edits != "off" && strings.Count(v.Edits, "{text}") != 1 {
+		ch.add(key("edits"), q(v.Edits), "does not contain {text} exactly once", `write e.g. "Correction: {text}", or off to send no corrections`)
+	}
 }
 
 func (c *Config) validateRCS(ch *checker) {

@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +41,10 @@ type Message struct {
 	Time time.Time
 	// Parts is the number of SMS parts joined.
 	Parts int
+	// Missing lists the parts (1-based) a concatenated message was
+	// delivered without after Config.ReassemblyTimeout; the text marks
+	// each gap "[part 2 of 3 missing]". Nil for complete messages.
+	Missing []int
 }
 
 // Handler receives complete inbound messages in order of arrival. Returning
@@ -300,3 +306,22 @@ func (l *Line) Status(ctx context.Context) (*ModemStatus, error) {
 // session closed (AT+CUSD=2). Errors: ErrUSSDTimeout, the modem's refusal,
 // or the network ending the session.
 func (l *Line) USSD(ctx context.Context, code string) (string, error) { return l.ex.ussd(ctx, code) }
+
+// MissingNote says which parts of m never arrived, for the reader of an
+// incomplete message ("Part 2 of 3 of this SMS never arrived; …"), or ""
+// for a complete message.
+func (m *Message) MissingNote() string {
+	if len(m.Missing) == 0 {
+		return ""
+	}
+	total := m.Parts + len(m.Missing)
+	nums := make([]string, len(m.Missing))
+	for i, n := range m.Missing {
+		nums[i] = strconv.Itoa(n)
+	}
+	verb := "Part " + nums[0]
+	if len(nums) > 1 {
+		verb = "Parts " + strings.Join(nums[:len(nums)-1], ", ") + " and " + nums[len(nums)-1]
+	}
+	return fmt.Sprintf("%s of %d of this SMS never arrived; the text shows where. The sender may send it again.", verb, total)
+}

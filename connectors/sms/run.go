@@ -14,6 +14,13 @@ import (
 // against Config.ReassemblyTimeout.
 const staleCheckInterval = 10 * time.Minute
 
+// staleCheck is how often incomplete messages are checked: every
+// staleCheckInterval, or a quarter of a shorter reassembly timeout (at
+// least every second), so a message waits at most 1.25 timeouts.
+func staleCheck(timeout time.Duration) time.Duration {
+	return max(min(staleCheckInterval, timeout/4), time.Second)
+}
+
 // run is the Line's run loop, started by Open and ended by Close: the only
 // goroutine that uses the session for reception, so receive processing is
 // strictly sequential. It dispatches each unsolicited result code to its
@@ -21,7 +28,7 @@ const staleCheckInterval = 10 * time.Minute
 // replace the session.
 func (l *Line) run(ctx context.Context, m *at.Session) {
 	defer l.wg.Done()
-	stale := time.NewTicker(staleCheckInterval)
+	stale := time.NewTicker(staleCheck(l.cfg.ReassemblyTimeout))
 	defer stale.Stop()
 	wd := l.care.watchdogTimer()
 	for {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +26,15 @@ const versionTable = "bubbled_sms_version"
 var upgradeTable = dbutil.BuildUpgradeTable().
 	WithRaw(0, 1, 0, "create SMS line tables", dbutil.TxnModeOn, upgradeV1).
 	WithRaw(1, 2, 0, "create SMS outbox, outcome and call tables", dbutil.TxnModeOn, upgradeV2).
+	WithRaw(2, 3, 0, "remember the missing parts of incomplete SMS", dbutil.TxnModeOn, upgradeV3).
 	Finish()
+
+// upgradeV3 adds the numbers of the parts an incomplete concatenated
+// message was delivered without ("2,3"; "" for complete messages).
+func upgradeV3(ctx context.Context, db *dbutil.Database) error {
+	_, err := db.Exec(ctx, `ALTER TABLE bubbled_sms_inbox ADD COLUMN missing TEXT NOT NULL DEFAULT ''`)
+	return err
+}
 
 // schemaV1 is valid for both SQLite and Postgres. Times are Unix
 // milliseconds.
@@ -192,7 +201,7 @@ func (s *store) saveDeliver(ctx context.Context, m *pdu.Message, hexPDU string) 
 		}
 		if m.Concat == nil || m.Concat.Total <= 1 {
 			hash := hashTPDUs(s.line, tpdu)
-			res.id, res.duplicate, err = s.insertInbox(ctx, hash, m.Address, m.Text, m.SCTS, 1)
+			res.id, res.duplicate, err = s.insertInbox(ctx, hash, m.Address, m.Text, m.SCTS, 1, nil)
 			return err
 		}
 		return s.savePart(ctx, m, hexPDU, tpdu, &res)
@@ -200,14 +209,14 @@ func (s *store) saveDeliver(ctx context.Context, m *pdu.Message, hexPDU string) 
 	return res, err
 }
 
-func (s *store) insertInbox(ctx context.Context, hash, sender, text string, sent time.Time, parts int) (string, bool, error) {
+func (s *store) insertInbox(ctx context.Context, hash, sender, text string, sent time.Time, parts int, missing []int) (string, bool, error) {
 	id := messageID(s.line, hash)
 	// seq orders messages by arrival; only the line's run loop inserts, so
 	// MAX+1 inside the transaction does not race.
-	r, err := s.db.Exec(ctx, `INSERT INTO bubbled_sms_inbox (id, line_id, seq, hash, sender, text, sent_at, parts, received_at, delivered)
-		VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM bubbled_sms_inbox WHERE line_id=$2), $3, $4, $5, $6, $7, $8, $9)
+	r, err := s.db.Exec(ctx, `INSERT INTO bubbled_sms_inbox (id, line_id, seq, hash, sender, text, sent_at, parts, received_at, delivered, missing)
+		VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM bubbled_sms_inbox WHERE line_id=$2), $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT DO NOTHING`,
-		id, s.line, hash, sender, text, millis(sent), parts, s.now().UnixMilli(), false)
+		id, s.line, hash, sender, text, millis(sent), parts, s.now().UnixMilli(), false, joinInts(missing))
 	if err != nil {
 		return "", false, fmt.Errorf("store inbound SMS: %w", err)
 	}
@@ -311,8 +320,9 @@ func (s *store) completeGroup(ctx context.Context, g group, parts []storedPart, 
 		msgs[i], tpdus[i] = p.msg, p.tpdu
 	}
 	var text string
+	var missing []int
 	if partial {
-		text = joinPartial(parts, g.total)
+		text, missing = joinPartial(parts, g.total)
 	} else {
 		var err error
 		if text, err = pdu.Join(msgs); err != nil {
@@ -321,7 +331,7 @@ func (s *store) completeGroup(ctx context.Context, g group, parts []storedPart, 
 	}
 	sent := msgs[0].SCTS
 	hash := hashTPDUs(s.line, tpdus...)
-	id, _, err := s.insertInbox(ctx, hash, g.sender, text, sent, len(parts))
+	id, _, err := s.insertInbox(ctx, hash, g.sender, text, sent, len(parts), missing)
 	if err != nil {
 		return "", err
 	}
@@ -337,23 +347,50 @@ func (s *store) completeGroup(ctx context.Context, g group, parts []storedPart, 
 	return id, err
 }
 
-// missingMark stands for the text of a part that never arrived.
-const missingMark = "[…]"
+// missingMark stands for the text of a part that never arrived: it names
+// the part, so the reader knows where the gap is and how big.
+func missingMark(seq, total int) string {
+	return fmt.Sprintf("[part %d of %d missing]", seq, total)
+}
 
-func joinPartial(parts []storedPart, total int) string {
+// joinPartial joins the parts that arrived, marking each missing one, and
+// returns the numbers of the missing parts.
+func joinPartial(parts []storedPart, total int) (string, []int) {
 	var b strings.Builder
+	var missing []int
 	next := 1
-	for _, p := range parts {
-		if p.seq > next {
-			b.WriteString(missingMark)
+	gap := func(upTo int) {
+		for ; next < upTo; next++ {
+			b.WriteString(missingMark(next, total))
+			missing = append(missing, next)
 		}
+	}
+	for _, p := range parts {
+		gap(p.seq)
 		b.WriteString(p.msg.Text)
 		next = p.seq + 1
 	}
-	if next <= total {
-		b.WriteString(missingMark)
+	gap(total + 1)
+	return b.String(), missing
+}
+
+// joinInts and splitInts store part numbers as "2,3".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
 	}
-	return b.String()
+	return strings.Join(s, ",")
+}
+
+func splitInts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // flushStale delivers groups whose newest part is older than cutoff as
@@ -420,7 +457,7 @@ func (s *store) saveBad(ctx context.Context, source string, index int, hexPDU, r
 // undelivered returns the inbox messages not yet accepted by the handler,
 // oldest first.
 func (s *store) undelivered(ctx context.Context) ([]*Message, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, sender, text, sent_at, received_at, parts FROM bubbled_sms_inbox
+	rows, err := s.db.Query(ctx, `SELECT id, sender, text, sent_at, received_at, parts, missing FROM bubbled_sms_inbox
 		WHERE line_id=$1 AND delivered=$2 ORDER BY seq`, s.line, false)
 	if err != nil {
 		return nil, fmt.Errorf("list undelivered SMS: %w", err)
@@ -430,9 +467,11 @@ func (s *store) undelivered(ctx context.Context) ([]*Message, error) {
 	for rows.Next() {
 		var m Message
 		var sent, recv int64
-		if err := rows.Scan(&m.ID, &m.From, &m.Text, &sent, &recv, &m.Parts); err != nil {
+		var missing string
+		if err := rows.Scan(&m.ID, &m.From, &m.Text, &sent, &recv, &m.Parts, &missing); err != nil {
 			return nil, err
 		}
+		m.Missing = splitInts(missing)
 		m.LineID = s.line
 		if sent == 0 {
 			sent = recv

@@ -3,7 +3,9 @@ package sms
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,8 +184,14 @@ func TestStore(t *testing.T) {
 				if err != nil || len(msgs) != 1 {
 					t.Fatalf("undelivered = %+v, %v", msgs, err)
 				}
-				if !strings.HasSuffix(msgs[0].Text, missingMark) || msgs[0].Parts != 1 {
-					t.Errorf("partial message = %+v", msgs[0])
+				total := len(other)
+				var wantMissing []int
+				for seq := 2; seq <= total; seq++ {
+					wantMissing = append(wantMissing, seq)
+				}
+				if !strings.HasSuffix(msgs[0].Text, fmt.Sprintf("[part %d of %d missing]", total, total)) || msgs[0].Parts != 1 ||
+					!slices.Equal(msgs[0].Missing, wantMissing) {
+					t.Errorf("partial message = %+v, want parts %v marked missing", msgs[0], wantMissing)
 				}
 			})
 			t.Run("concat counter", func(t *testing.T) {
@@ -217,6 +225,33 @@ func TestStore(t *testing.T) {
 					t.Errorf("delivered rows left = %d, %v", n, err)
 				}
 			})
+		})
+	}
+}
+
+// TestJoinPartial: every missing part is marked where it belongs and named.
+func TestJoinPartial(t *testing.T) {
+	part := func(seq int, text string) storedPart { return storedPart{seq: seq, msg: &pdu.Message{Text: text}} }
+	cases := []struct {
+		name    string
+		parts   []storedPart
+		total   int
+		want    string
+		missing []int
+	}{
+		{"middle", []storedPart{part(1, "a"), part(3, "c")}, 3, "a[part 2 of 3 missing]c", []int{2}},
+		{"first and last", []storedPart{part(2, "b")}, 3, "[part 1 of 3 missing]b[part 3 of 3 missing]", []int{1, 3}},
+		{"two in a row", []storedPart{part(1, "a"), part(4, "d")}, 4, "a[part 2 of 4 missing][part 3 of 4 missing]d", []int{2, 3}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text, missing := joinPartial(c.parts, c.total)
+			if text != c.want || !slices.Equal(missing, c.missing) {
+				t.Errorf("joinPartial = %q %v, want %q %v", text, missing, c.want, c.missing)
+			}
+			if got := splitInts(joinInts(missing)); !slices.Equal(got, c.missing) {
+				t.Errorf("stored missing parts read back as %v", got)
+			}
 		})
 	}
 }
