@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
@@ -50,6 +51,8 @@ type Connector struct {
 	mu       sync.Mutex
 	inUse    map[string]networkid.UserLoginID
 	restored map[string]bool
+	// api is the send API once StartAPI ran (guarded by mu).
+	api *api.Server
 }
 
 var (
@@ -88,6 +91,12 @@ func (c *Connector) Stop() {
 	}
 	if c.rcsHook != nil {
 		c.rcsHook.Stop()
+	}
+	c.mu.Lock()
+	srv := c.api
+	c.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
 	}
 }
 

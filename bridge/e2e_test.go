@@ -97,6 +97,8 @@ type envOptions struct {
 	env []string
 	// second adds a second modem (sim1, +15550002222) as e.sim2.
 	second bool
+	// top is YAML added at the top level of the config (whole sections).
+	top string
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -187,7 +189,8 @@ network:
     status_reports: true
     rate_per_minute: 0
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, e.device, secondModem, o.network)
+%s
+`, hsPort, e.asPort, e.asPort, dbConfig, e.device, secondModem, o.network, o.top)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
