@@ -26,26 +26,30 @@ type apiEnv struct {
 }
 
 // newAPIEnv starts bubbled with two API tokens: alerts may text the
-// contact from the line; other may text anyone from a line that is not
-// this one (the second user's).
+// contact from the line (and from the lines of o.more); other may text
+// anyone from a line that is not this one (the second user's).
 func newAPIEnv(t *testing.T, o envOptions) *apiEnv {
 	t.Helper()
 	port, err := dendritetest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
+	lines := `"` + lineNumber + `"`
+	for i := 2; i < 2+o.more; i++ {
+		lines += fmt.Sprintf(`, "+1555000300%d"`, i)
+	}
 	o.top = fmt.Sprintf(`api:
   listen: 127.0.0.1:%d
   tokens:
     - name: alerts
       token: generate
-      lines: ["%s"]
+      lines: [%s]
       recipients: ["%s", "+1555765*"]
     - name: other
       token: generate
       lines: ["+15550009999"]
       recipients: ["*"]
-`, port, lineNumber, contactNumber)
+`, port, lines, contactNumber)
 	if o.sim.OwnNumber == "" {
 		o.sim = modemsim.Options{OwnNumber: lineNumber, Echo: true}
 	}

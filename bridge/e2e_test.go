@@ -68,6 +68,7 @@ type env struct {
 	device   string   // the modem device in the config
 	env      []string // extra environment of the bubbled process
 	sim2     *modemsim.Sim
+	more     []*modemsim.Sim // envOptions.more
 }
 
 const (
@@ -99,6 +100,9 @@ type envOptions struct {
 	second bool
 	// top is YAML added at the top level of the config (whole sections).
 	top string
+	// more adds that many modems more (sim2, sim3, ...; own numbers
+	// +15550003002, +15550003003, ...) as e.more.
+	more int
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -129,6 +133,15 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		}
 		t.Cleanup(func() { _ = e.sim2.Close() })
 		secondModem = "\n    - id: sim1\n      device: " + e.sim2.Path()
+	}
+	for i := 2; i < 2+o.more; i++ {
+		sim, err := modemsim.Start(modemsim.Options{OwnNumber: fmt.Sprintf("+1555000300%d", i), Echo: true})
+		if err != nil {
+			t.Fatalf("start modemsim %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = sim.Close() })
+		e.more = append(e.more, sim)
+		secondModem += fmt.Sprintf("\n    - id: sim%d\n      device: %s", i, sim.Path())
 	}
 	hsPort, err := dendritetest.FreePort()
 	if err != nil {
