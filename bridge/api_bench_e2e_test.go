@@ -206,7 +206,9 @@ func loginAll(t *testing.T, a *apiEnv, u *user) {
 		if i > 0 {
 			number = fmt.Sprintf("+1555000300%d", i+1)
 		}
-		loggedIn := func(b string) bool { return strings.Contains(b, "Logged in") && strings.Contains(b, number[len(number)-4:]) }
+		loggedIn := func(b string) bool {
+			return strings.Contains(b, "Logged in") && strings.Contains(b, number[len(number)-4:])
+		}
 		if i == len(ids)-1 {
 			u.command(mgmt, "login modem", 60*time.Second, loggedIn)
 			continue
