@@ -63,6 +63,10 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request, tok *T
 	text := FormatAlert(&p)
 	msgs := make([]*Message, 0, len(tos))
 	for _, to := range tos {
+		if strings.HasPrefix(to, " ") {
+			// An unescaped "+" in a query string reads as a space.
+			to = "+" + strings.TrimSpace(to)
+		}
 		m, herr := s.check(tok, SendRequest{To: to, Text: text, Line: q.Get("line"), Route: q.Get("route")})
 		if herr != nil {
 			writeHTTPError(w, herr)

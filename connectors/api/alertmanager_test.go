@@ -70,6 +70,7 @@ func TestAlertmanagerWebhook(t *testing.T) {
 	if code != http.StatusAccepted || len(out["ids"].([]any)) != 2 {
 		t.Fatalf("firing = %d %v, want 202 with two IDs", code, out)
 	}
+	// An unescaped + reads as a space in a query; it is taken as the +.
 	code, _, out = h.do(t, http.MethodPost, "/api/v1/alertmanager?to="+bob, secretA, resolved)
 	if code != http.StatusAccepted {
 		t.Fatalf("resolved = %d %v", code, out)
