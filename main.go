@@ -141,6 +141,7 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	mx := matrix.NewConnector(&cfg.Config)
 	mx.IgnoreUnsupportedServer = f.ignoreUnsupport
 	conn := bridge.New(cfg.Network, zl.Named("bridge"))
+	conn.UseWebhooks(cfg.API.Webhooks)
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
 	stop := make(chan int, 1)
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }

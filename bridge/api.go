@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
@@ -133,6 +134,37 @@ func convertAPIMessage(ctx context.Context, portal *bridgev2.Portal, intent brid
 	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
 		Type: event.EventMessage, Content: content, DBMetadata: &MessageMetadata{Route: m.TookRoute},
 	}}}, nil
+}
+
+// UseWebhooks sets the outgoing webhooks (api.webhooks) that Start starts,
+// before any line receives. Call it before the bridge starts.
+func (c *Connector) UseWebhooks(hooks []config.APIWebhook) { c.hookCfg = hooks }
+
+// startWebhooks starts the delivery of received SMS to api.webhooks (what
+// a restart left is delivered first).
+func (c *Connector) startWebhooks(ctx context.Context) error {
+	if len(c.hookCfg) == 0 {
+		return nil
+	}
+	if err := api.Upgrade(ctx, c.br.DB.Database); err != nil {
+		return err
+	}
+	hooks := make([]api.Webhook, 0, len(c.hookCfg))
+	for _, h := range c.hookCfg {
+		hooks = append(hooks, api.Webhook{URL: h.URL, Secret: h.Secret, Lines: h.Lines})
+	}
+	c.hooks = api.NewWebhooks(api.WebhookConfig{Hooks: hooks, DB: c.br.DB.Database, Log: c.log.Named("webhooks")})
+	c.hooks.Start(context.WithoutCancel(ctx))
+	return nil
+}
+
+// webhookSMS stores the webhooks of a received SMS before it is bridged.
+func (cl *Client) webhookSMS(ctx context.Context, m *sms.Message) error {
+	if cl.conn.hooks == nil {
+		return nil
+	}
+	return cl.conn.hooks.Received(ctx, api.Received{ID: m.ID, Line: cl.meta.Number, From: m.From, Text: m.Text,
+		Parts: m.Parts, Sent: m.Time, Received: time.Now()})
 }
 
 // apiOutcome records an outcome of an SMS the API sent in its status; it

@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/bubbled/bubbled/bridge/dendritetest"
+	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
@@ -22,7 +25,7 @@ import (
 type apiEnv struct {
 	*env
 	url    string
-	tokens map[string]string // name -> generated secret
+	tokens map[string]string // name -> generated secret; "webhook <url>" -> its secret
 }
 
 // newAPIEnv starts bubbled with two API tokens: alerts may text the
@@ -38,6 +41,7 @@ func newAPIEnv(t *testing.T, o envOptions) *apiEnv {
 	for i := 2; i < 2+o.more; i++ {
 		lines += fmt.Sprintf(`, "+1555000300%d"`, i)
 	}
+	extra := o.top // more keys of the api section, 2 spaces deep
 	o.top = fmt.Sprintf(`api:
   listen: 127.0.0.1:%d
   tokens:
@@ -49,7 +53,8 @@ func newAPIEnv(t *testing.T, o envOptions) *apiEnv {
       token: generate
       lines: ["+15550009999"]
       recipients: ["*"]
-`, port, lines, contactNumber)
+%s
+`, port, lines, contactNumber, extra)
 	if o.sim.OwnNumber == "" {
 		o.sim = modemsim.Options{OwnNumber: lineNumber, Echo: true}
 	}
@@ -60,7 +65,8 @@ func newAPIEnv(t *testing.T, o envOptions) *apiEnv {
 	}
 	var cfg struct {
 		API struct {
-			Tokens []struct{ Name, Token string } `yaml:"tokens"`
+			Tokens   []struct{ Name, Token string } `yaml:"tokens"`
+			Webhooks []struct{ URL, Secret string } `yaml:"webhooks"`
 		} `yaml:"api"`
 	}
 	if err := yaml.Unmarshal(raw, &cfg); err != nil {
@@ -72,6 +78,9 @@ func newAPIEnv(t *testing.T, o envOptions) *apiEnv {
 			t.Fatalf("token %s was not generated into the config: %q", tok.Name, tok.Token)
 		}
 		a.tokens[tok.Name] = tok.Token
+	}
+	for _, h := range cfg.API.Webhooks {
+		a.tokens["webhook "+h.URL] = h.Secret
 	}
 	return a
 }
@@ -245,5 +254,69 @@ func TestSendAPICrashAfterAccepted(t *testing.T) {
 		if c := alice.count(botMXID, fmt.Sprintf("API token alerts: crash test %d", i)); c != 1 {
 			t.Errorf("message %d shows %d times in Matrix, want once", i, c)
 		}
+	}
+}
+
+// TestWebhookOnReceivedSMS: a received SMS is posted, signed, to the
+// line's webhook; a receiver that is down gets it after bubbled restarts.
+func TestWebhookOnReceivedSMS(t *testing.T) {
+	var mu sync.Mutex
+	var got []api.Received
+	var bad []string
+	down := true
+	var secret string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := api.VerifySignature(secret, r.Header.Get(api.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+			bad = append(bad, err.Error())
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if down {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		var rc api.Received
+		_ = json.Unmarshal(body, &rc)
+		got = append(got, rc)
+	}))
+	defer recv.Close()
+	a := newAPIEnv(t, envOptions{top: fmt.Sprintf("  webhooks:\n    - url: %s/hook\n      secret: generate\n      lines: [\"%s\"]\n", recv.URL, lineNumber)})
+	mu.Lock()
+	secret = a.tokens["webhook "+recv.URL+"/hook"]
+	mu.Unlock()
+	if len(secret) < 32 {
+		t.Fatalf("the webhook secret was not generated into the config: %q", secret)
+	}
+	alice := a.newUser("alice")
+	a.login(alice)
+	if err := a.sim.Deliver(contactNumber, "garage door open"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(60*time.Second, ghostMXID(contactNumber), func(b string) bool { return b == "garage door open" })
+	a.stopBubbled()
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	a.startBubbled()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		mu.Lock()
+		n, nbad := len(got), len(bad)
+		mu.Unlock()
+		if n > 0 || nbad > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook got nothing after the restart; log:\n%s", a.tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 || len(got) != 1 || got[0].Text != "garage door open" || got[0].From != contactNumber || got[0].Line != lineNumber {
+		t.Errorf("webhook got %+v, refused %v", got, bad)
 	}
 }

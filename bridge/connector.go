@@ -53,6 +53,9 @@ type Connector struct {
 	restored map[string]bool
 	// api is the send API once StartAPI ran (guarded by mu).
 	api *api.Server
+	// hookCfg and hooks are the outgoing webhooks (UseWebhooks, then Start).
+	hookCfg []config.APIWebhook
+	hooks   *api.Webhooks
 }
 
 var (
@@ -81,6 +84,9 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := sms.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return fmt.Errorf("upgrade SMS tables: %w", err)
 	}
+	if err := c.startWebhooks(ctx); err != nil {
+		return err
+	}
 	return c.startRouter(ctx)
 }
 
@@ -97,6 +103,9 @@ func (c *Connector) Stop() {
 	c.mu.Unlock()
 	if srv != nil {
 		srv.Stop()
+	}
+	if c.hooks != nil {
+		c.hooks.Stop()
 	}
 }
 

@@ -31,6 +31,9 @@ import (
 // duplicate by its ID); the line then marks the SMS delivered. Any other
 // outcome makes the line keep it and try again later, so nothing is lost.
 func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
+	if err := cl.webhookSMS(ctx, m); err != nil {
+		return err
+	}
 	sender := UserIDForSender(m.From, cl.conn.cfg.DefaultRegion)
 	evt := &simplevent.Message[*sms.Message]{
 		EventMeta: simplevent.EventMeta{

@@ -239,6 +239,21 @@ type API struct {
 	Listen string `yaml:"listen"`
 	// Tokens are the API's clients.
 	Tokens []APIToken `yaml:"tokens"`
+	// Webhooks are told about every SMS their lines receive, signed with
+	// HMAC-SHA256 (README, "Send API"). They work without the listener.
+	Webhooks []APIWebhook `yaml:"webhooks"`
+}
+
+// APIWebhook is one entry of api.webhooks.
+type APIWebhook struct {
+	// URL receives a POST per received SMS (http or https).
+	URL string `yaml:"url"`
+	// Secret is the HMAC-SHA256 key of the signature header; "generate"
+	// makes a random one that is written back into the file.
+	Secret string `yaml:"secret"`
+	// Lines are the own numbers of the lines whose SMS the hook gets.
+	// Required. Load normalises them to E.164.
+	Lines []string `yaml:"lines"`
 }
 
 // APIToken is one entry of api.tokens.

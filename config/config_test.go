@@ -1049,6 +1049,10 @@ func TestAPITokens(t *testing.T) {
           token: 0123456789abcdef0123456789abcdef-kept
           lines: ["+12015550123"]
           recipients: ["*"]
+    webhooks:
+        - url: http://127.0.0.1:8123/api/webhook/sms
+          secret: generate
+          lines: ["+12015550123"]
 `
 	path := writeConfig(t, text)
 	cfg, err := Load(path, LoadOptions{})
@@ -1066,6 +1070,9 @@ func TestAPITokens(t *testing.T) {
 	again, err := Load(path, LoadOptions{})
 	if err != nil {
 		t.Fatalf("second Load: %v", err)
+	}
+	if hooks := cfg.API.Webhooks; len(hooks) != 1 || len(hooks[0].Secret) < 32 || again.API.Webhooks[0].Secret != hooks[0].Secret {
+		t.Errorf("webhooks %+v, then %+v: want a generated, persisted secret", hooks, again.API.Webhooks)
 	}
 	if again.API.Tokens[0].Token != toks[0].Token {
 		t.Errorf("second load token %q, want the persisted %q", again.API.Tokens[0].Token, toks[0].Token)
@@ -1088,6 +1095,8 @@ func TestAPIProblems(t *testing.T) {
 		{"bad prefix", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"1555*\"]}\n", "api.tokens[0].recipients[0]", "not a number prefix"},
 		{"short token", "    tokens:\n        - {name: a, token: short, lines: [\"+12015550123\"], recipients: [\"*\"]}\n", "api.tokens[0].token", "shorter than 32"},
 		{"duplicate name", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"*\"]}\n        - {name: a, token: 0123456789abcdef0123456789abcdeX, lines: [\"+12015550123\"], recipients: [\"*\"]}\n", "api.tokens[1].name", "also the name"},
+		{"webhook without lines", "    webhooks:\n        - {url: http://127.0.0.1:9/hook, secret: 0123456789abcdef0123456789abcdef}\n", "api.webhooks[0].lines", "is empty"},
+		{"webhook bad url", "    webhooks:\n        - {url: ftp://x, secret: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"]}\n", "api.webhooks[0].url", "not an http"},
 		{"negative cap", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"*\"], daily_cap: -1}\n", "api.tokens[0].daily_cap", "negative"},
 	}
 	for _, tc := range cases {

@@ -85,36 +85,41 @@ func planSecrets(v *viper.Viper, readOnly bool, problems *problemList) []pending
 	return append(pending, planAPITokens(v, readOnly, problems)...)
 }
 
-// planAPITokens generates the api.tokens[].token left as "generate". Their
-// paths name the list entry as "#<index>" (see setInTree).
+// planAPITokens generates the api.tokens[].token and api.webhooks[].secret
+// left as "generate". Their paths name the list entry as "#<index>" (see
+// setInTree).
 func planAPITokens(v *viper.Viper, readOnly bool, problems *problemList) []pendingSecret {
-	const key = "api" + keyDelim + "tokens"
-	if os.Getenv(envName([]string{"api", "tokens"})) != "" {
-		return nil
-	}
-	list, ok := v.Get(key).([]any)
-	if !ok {
-		return nil
-	}
 	var pending []pendingSecret
-	for i, item := range list {
-		entry, ok := item.(map[string]any)
-		if !ok || !needsGeneration(entry["token"]) {
+	for _, l := range []struct{ list, field string }{{"tokens", "token"}, {"webhooks", "secret"}} {
+		key := "api" + keyDelim + l.list
+		if os.Getenv(envName([]string{"api", l.list})) != "" {
 			continue
 		}
-		path := []string{"api", "tokens[" + strconv.Itoa(i) + "]", "token"}
-		if readOnly {
-			problems.add(Problem{Key: keyString(path), Value: strconv.Quote("generate"),
-				Reason: "must be generated but the config was loaded read-only",
-				Fix:    "write a random value of at least 32 characters there, or start once with a writable config file"})
+		list, ok := v.Get(key).([]any)
+		if !ok {
 			continue
 		}
-		val := randomToken()
-		entry["token"] = val
-		pending = append(pending, pendingSecret{path: []string{"api", "tokens", "#" + strconv.Itoa(i), "token"}, value: val})
-	}
-	if len(pending) > 0 {
-		v.Set(key, list)
+		changed := false
+		for i, item := range list {
+			entry, ok := item.(map[string]any)
+			if !ok || !needsGeneration(entry[l.field]) {
+				continue
+			}
+			path := []string{"api", l.list + "[" + strconv.Itoa(i) + "]", l.field}
+			if readOnly {
+				problems.add(Problem{Key: keyString(path), Value: strconv.Quote("generate"),
+					Reason: "must be generated but the config was loaded read-only",
+					Fix:    "write a random value of at least 32 characters there, or start once with a writable config file"})
+				continue
+			}
+			val := randomToken()
+			entry[l.field] = val
+			changed = true
+			pending = append(pending, pendingSecret{path: []string{"api", l.list, "#" + strconv.Itoa(i), l.field}, value: val})
+		}
+		if changed {
+			v.Set(key, list)
+		}
 	}
 	return pending
 }
@@ -134,7 +139,7 @@ func isSecretKey(path []string) bool {
 			return true
 		}
 	}
-	return key == "analytics.token" || key == "network.modems.pin" || key == "api.tokens.token" ||
+	return key == "analytics.token" || key == "network.modems.pin" || key == "api.tokens.token" || key == "api.webhooks.secret" ||
 		strings.HasPrefix(key, "double_puppet.secrets")
 }
 

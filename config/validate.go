@@ -579,12 +579,26 @@ func (c *Config) validateAPI(ch *checker) {
 			ch.add(at("daily_cap"), strconv.Itoa(t.DailyCap), "is negative", "write how many messages the token may send per day, or 0 for no cap")
 		}
 	}
+	for i, w := range a.Webhooks {
+		base := []string{"api", "webhooks[" + strconv.Itoa(i) + "]"}
+		at := func(k string) []string { return append(append([]string(nil), base...), k) }
+		if !isHTTPURL(w.URL) {
+			ch.add(at("url"), q(w.URL), "is not an http or https URL", "write where the webhook is received, e.g. http://127.0.0.1:8123/api/webhook/sms")
+		}
+		switch {
+		case needsGeneration(w.Secret):
+			ch.add(at("secret"), `"generate"`, "was not generated", "write a random value of at least 32 characters, or start once with a writable config file")
+		case len(w.Secret) < 32:
+			ch.add(at("secret"), "(hidden)", "is shorter than 32 characters", `write "generate" to get a random secret, or a longer one`)
+		}
+		c.validateAPITokenNumbers(ch, APIToken{Lines: w.Lines, Recipients: []string{"*"}}, at)
+	}
 }
 
 // validateAPITokenNumbers checks a token's lines and recipients.
 func (c *Config) validateAPITokenNumbers(ch *checker, t APIToken, at func(string) []string) {
 	if len(t.Lines) == 0 {
-		ch.add(at("lines"), "", "is empty, so the token could send from no line",
+		ch.add(at("lines"), "", "is empty, so it covers no line",
 			"list the own numbers of the lines it may send from, e.g. [\"+15550001111\"]")
 	}
 	for j, l := range t.Lines {
@@ -623,6 +637,14 @@ func isLoopback(host string) bool {
 
 // normalise rewrites validated values into canonical forms.
 func (c *Config) normalise() {
+	for i := range c.API.Webhooks {
+		w := &c.API.Webhooks[i]
+		for j, l := range w.Lines {
+			if e164, err := phone.Parse(l, strings.ToUpper(c.Network.DefaultRegion)); err == nil {
+				w.Lines[j] = e164
+			}
+		}
+	}
 	for i := range c.API.Tokens {
 		t := &c.API.Tokens[i]
 		for j, l := range t.Lines {

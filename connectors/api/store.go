@@ -17,6 +17,7 @@ const versionTable = "bubbled_api_version"
 
 var upgradeTable = dbutil.BuildUpgradeTable().
 	WithRaw(0, 1, 0, "create API message table", dbutil.TxnModeOn, upgradeV1).
+	WithRaw(1, 2, 0, "create outgoing webhook table", dbutil.TxnModeOn, upgradeV2).
 	Finish()
 
 // Times are Unix milliseconds. routed says the router has the message (its
