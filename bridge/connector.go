@@ -90,14 +90,9 @@ func (c *Connector) Start(ctx context.Context) error {
 	return c.startRouter(ctx)
 }
 
-// Stop is called by bridgev2 on shutdown: it stops the router's timers.
+// Stop is called by bridgev2 on shutdown: it stops the send API's and the
+// webhooks' workers (first: they use the router), then the router's timers.
 func (c *Connector) Stop() {
-	if c.router != nil {
-		_ = c.router.Close()
-	}
-	if c.rcsHook != nil {
-		c.rcsHook.Stop()
-	}
 	c.mu.Lock()
 	srv := c.api
 	c.mu.Unlock()
@@ -106,6 +101,12 @@ func (c *Connector) Stop() {
 	}
 	if c.hooks != nil {
 		c.hooks.Stop()
+	}
+	if c.router != nil {
+		_ = c.router.Close()
+	}
+	if c.rcsHook != nil {
+		c.rcsHook.Stop()
 	}
 }
 
