@@ -121,6 +121,16 @@ func testTokens() []Token {
 
 func newHarness(t *testing.T, dbPath string, mod func(*Config)) *harness {
 	t.Helper()
+	return newHarnessTB(t, dbPath, mod)
+}
+
+// newBenchHarness is newHarness for benchmarks (quiet log).
+func newBenchHarness(b *testing.B) *harness {
+	return newHarnessTB(b, "", func(c *Config) { c.Log = nil })
+}
+
+func newHarnessTB(t testing.TB, dbPath string, mod func(*Config)) *harness {
+	t.Helper()
 	if dbPath == "" {
 		dbPath = filepath.Join(t.TempDir(), "bubbled.db")
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -137,6 +138,10 @@ const RouterIDPrefix = "api:"
 // concurrent use.
 type Store struct {
 	db *dbutil.Database
+	// putMu serialises put in the process: concurrent SQLite write
+	// transactions make all but one wait in SQLite's busy handler, which
+	// sleeps in steps of milliseconds; a mutex hands over in microseconds.
+	putMu sync.Mutex
 }
 
 // NewStore returns a Store on db (run Upgrade first); it does no I/O.
@@ -171,6 +176,8 @@ func scanMessage(row dbutil.Scannable) (*Message, error) {
 // messages since dayStart (cap 0: no cap). The check and the insert are one
 // transaction, so concurrent requests cannot overrun the cap.
 func (s *Store) put(ctx context.Context, m *Message, now, dayStart time.Time, cap int) (stored *Message, dup bool, err error) {
+	s.putMu.Lock()
+	defer s.putMu.Unlock()
 	err = s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		if m.IdempotencyKey != "" {
 			old, err := scanMessage(s.db.QueryRow(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE token=$1 AND idem_key=$2`,
