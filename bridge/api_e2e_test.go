@@ -179,6 +179,17 @@ func TestSendAPI(t *testing.T) {
 		t.Errorf("another token's GET = %d, want 404", code)
 	}
 
+	// The other token may not use alice's line; its own line is not logged
+	// in, so its message waits and says why, and nothing leaves alice's modem.
+	if code, out := a.call(http.MethodPost, "/api/v1/messages", "other", map[string]string{"to": contactNumber, "text": "x", "line": lineNumber}); code != http.StatusForbidden {
+		t.Errorf("other token on alice's line = %d %v, want 403", code, out)
+	}
+	code, out = a.call(http.MethodPost, "/api/v1/messages", "other", map[string]string{"to": contactNumber, "text": "from a line that is away"})
+	if code != http.StatusAccepted {
+		t.Fatalf("other token = %d %v", code, out)
+	}
+	otherID := out["id"].(string)
+
 	// Alertmanager: firing, then resolved, become two readable SMS.
 	firing, err := os.ReadFile("../connectors/api/testdata/alertmanager_firing.json")
 	if err != nil {
@@ -202,7 +213,11 @@ func TestSendAPI(t *testing.T) {
 		t.Errorf("alert SMS:\n%s\n---\n%s", sent[1].Text, sent[2].Text)
 	}
 	if len(a.sim.Sent()) != 3 {
-		t.Errorf("the modem got %d SMS, want 3 (the repeated key sends nothing)", len(a.sim.Sent()))
+		t.Errorf("the modem got %d SMS, want 3 (the repeated key and the other token's line send nothing)", len(a.sim.Sent()))
+	}
+	if code, st := a.call(http.MethodGet, "/api/v1/messages/"+otherID, "other", nil); code != 200 || st["status"] != "queued" ||
+		!strings.Contains(fmt.Sprint(st["reason"]), "+15550009999 is not logged in") {
+		t.Errorf("the other token's message: %d %v, want queued, waiting for its line", code, st)
 	}
 }
 
