@@ -190,7 +190,7 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 // added with srv.Handle before it serves.
 func startAPI(ctx context.Context, cfg config.API, conn *bridge.Connector, zl *zap.Logger) (func(), error) {
 	if cfg.Listen == "" || len(cfg.Tokens) == 0 {
-		zl.Info("not starting the send API: api.tokens is empty")
+		zl.Info("skipped the send API: api.tokens is empty")
 		return func() {}, nil
 	}
 	srv, err := conn.StartAPI(ctx, cfg)
