@@ -96,6 +96,8 @@ func (s *Server) route(ctx context.Context, m *Message) {
 	rt, err := s.cfg.Sender.Send(ctx, m)
 	now := s.cfg.Clock.Now()
 	if err == nil {
+		// What was done is recorded even when Stop came meanwhile.
+		ctx := context.WithoutCancel(ctx)
 		if err := s.cfg.Store.markRouted(ctx, m.ID, string(rt), now); err != nil {
 			log.Warn("failed to record that an API message was routed; it is handed over again", zap.Error(err))
 			return
@@ -155,7 +157,7 @@ func (s *Server) mirrorPass(ctx context.Context) time.Duration {
 			wait = min(wait, delay)
 			continue
 		}
-		if err := s.cfg.Store.markMirrored(ctx, m.ID); err != nil {
+		if err := s.cfg.Store.markMirrored(context.WithoutCancel(ctx), m.ID); err != nil {
 			s.log.Warn("failed to record that an API message is in Matrix", zap.Error(err))
 		}
 	}

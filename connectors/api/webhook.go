@@ -255,7 +255,8 @@ func (w *Webhooks) deliver(ctx context.Context, d delivery) {
 	if state == "failed" {
 		w.cfg.Log.Warn("gave up delivering a webhook", zap.String("event_id", d.eventID), zap.String("reason", lastErr))
 	}
-	_, err := w.cfg.DB.Exec(ctx, `UPDATE bubbled_api_webhook SET state=$3, attempts=$4, last_error=$5 WHERE url=$1 AND event_id=$2`,
+	// Recorded even when Stop came meanwhile: the receiver has it.
+	_, err := w.cfg.DB.Exec(context.WithoutCancel(ctx), `UPDATE bubbled_api_webhook SET state=$3, attempts=$4, last_error=$5 WHERE url=$1 AND event_id=$2`,
 		d.url, d.eventID, state, d.attempts+1, lastErr)
 	if err != nil {
 		w.cfg.Log.Warn("failed to record a webhook delivery", zap.Error(err))
