@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -148,6 +150,7 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	mx := matrix.NewConnector(&cfg.Config)
 	mx.IgnoreUnsupportedServer = f.ignoreUnsupport
 	conn := bridge.New(cfg.Network, zl.Named("bridge"))
+	conn.UseWebhooks(cfg.API.Webhooks)
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
 	stop := make(chan int, 1)
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }
@@ -171,7 +174,15 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	if n := conn.ResumeConfirmations(ctx); n > 0 {
 		zl.Info("resumed Send-as-SMS timers of messages sent before the restart", zap.Int("messages", n))
 	}
+	stopAPI, err := startAPI(ctx, cfg.API, conn, zl.Named("api"))
+	if err != nil {
+		zl.Error("failed to start the send API", zap.Error(err))
+		listener.Stop()
+		br.StopWithTimeout(10 * time.Second)
+		return exitStart
+	}
 	code := waitForStop(zl, stop)
+	stopAPI()
 	listener.Stop()
 	br.StopWithTimeout(10 * time.Second)
 	return code
@@ -188,6 +199,41 @@ func openListener(ctx context.Context, br *bridgev2.Bridge, mx *matrix.Connector
 			zap.String("address", fmt.Sprintf("%s:%d", cfg.AppService.Hostname, cfg.AppService.Port)))
 	}
 	return l, err
+}
+
+// startAPI serves the send API (connectors/api) on api.listen when tokens
+// are configured, and returns what stops the listener. Routes that belong
+// on the same listener without the API's token check (metrics, health) are
+// added with srv.Handle before it serves.
+func startAPI(ctx context.Context, cfg config.API, conn *bridge.Connector, zl *zap.Logger) (func(), error) {
+	if cfg.Listen == "" || len(cfg.Tokens) == 0 {
+		zl.Info("skipped the send API: api.tokens is empty")
+		return func() {}, nil
+	}
+	srv, err := conn.StartAPI(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on api.listen %s: %w; pick a free address", cfg.Listen, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			zl.Error("stopped serving the send API", zap.Error(err))
+		}
+	}()
+	zl.Info("started the send API", zap.String("listen", ln.Addr().String()), zap.Int("tokens", len(cfg.Tokens)))
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		<-done
+	}, nil
 }
 
 // waitForStop blocks until SIGINT/SIGTERM (exit 0) or a takeover of the

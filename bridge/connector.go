@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/contacts"
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/gate"
@@ -61,6 +62,11 @@ type Connector struct {
 	mu       sync.Mutex
 	inUse    map[string]networkid.UserLoginID
 	restored map[string]bool
+	// api is the send API once StartAPI ran (guarded by mu).
+	api *api.Server
+	// hookCfg and hooks are the outgoing webhooks (UseWebhooks, then Start).
+	hookCfg []config.APIWebhook
+	hooks   *api.Webhooks
 }
 
 var (
@@ -106,11 +112,24 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := mms.Upgrade(ctx, c.br.DB.Database); err != nil {
 		return err
 	}
+	if err := c.startWebhooks(ctx); err != nil {
+		return err
+	}
 	return c.startRouter(ctx)
 }
 
-// Stop is called by bridgev2 on shutdown: it stops the router's timers.
+// Stop is called by bridgev2 on shutdown: it stops the send API's and the
+// webhooks' workers (first: they use the router), then the router's timers.
 func (c *Connector) Stop() {
+	c.mu.Lock()
+	srv := c.api
+	c.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+	if c.hooks != nil {
+		c.hooks.Stop()
+	}
 	c.blue.stop()
 	if c.router != nil {
 		_ = c.router.Close()

@@ -68,6 +68,7 @@ type env struct {
 	device   string   // the modem device in the config
 	env      []string // extra environment of the bubbled process
 	sim2     *modemsim.Sim
+	more     []*modemsim.Sim // envOptions.more
 }
 
 const (
@@ -103,6 +104,11 @@ type envOptions struct {
 	// number from AT+CNUM (or its user) and proves it by SMS. Otherwise
 	// each modem's own_number is its simulator's OwnNumber, set by the admin.
 	cnum bool
+	// top is YAML added at the top level of the config (whole sections).
+	top string
+	// more adds that many modems more (sim2, sim3, ...; own numbers
+	// +15550003002, +15550003003, ...) as e.more.
+	more int
 }
 
 // newEnvWith starts modemsim, Dendrite, and bubbled.
@@ -144,6 +150,16 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		}
 		t.Cleanup(func() { _ = e.sim2.Close() })
 		secondModem = "\n    - id: sim1\n      device: " + e.sim2.Path() + ownNumber(opts2.OwnNumber)
+	}
+	for i := 2; i < 2+o.more; i++ {
+		own := fmt.Sprintf("+1555000300%d", i)
+		sim, err := modemsim.Start(modemsim.Options{OwnNumber: own, Echo: true})
+		if err != nil {
+			t.Fatalf("start modemsim %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = sim.Close() })
+		e.more = append(e.more, sim)
+		secondModem += fmt.Sprintf("\n    - id: sim%d\n      device: %s", i, sim.Path()) + ownNumber(own)
 	}
 	hsPort, err := dendritetest.FreePort()
 	if err != nil {
@@ -208,7 +224,8 @@ network:
     rate_per_month: 0
     user_rate_per_day: 0
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, firstModem, secondModem, o.network)
+%s
+`, hsPort, e.asPort, e.asPort, dbConfig, firstModem, secondModem, o.network, o.top)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

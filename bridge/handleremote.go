@@ -33,6 +33,9 @@ import (
 // duplicate by its ID); the line then marks the SMS delivered. Any other
 // outcome makes the line keep it and try again later, so nothing is lost.
 func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
+	if err := cl.webhookSMS(ctx, m); err != nil {
+		return err
+	}
 	sender := UserIDForSender(m.From, cl.conn.cfg.DefaultRegion)
 	key, convert, skip, err := cl.gateSMS(ctx, m, sender)
 	if err != nil || skip {
@@ -109,9 +112,12 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 	var err error
 	if strings.HasPrefix(o.MessageID, "$") {
 		msg, err = cl.conn.br.DB.Message.GetPartByMXID(ctx, eventID)
-		if err != nil {
-			return fmt.Errorf("find SMS %s: %w", o.MessageID, err)
-		}
+	} else if cl.conn.apiOutcome(ctx, o) {
+		// The API's message in the room, once the API has posted it.
+		msg, err = cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(o.MessageID))
+	}
+	if err != nil {
+		return fmt.Errorf("find SMS %s: %w", o.MessageID, err)
 	}
 	// The message's own room: with failover it may belong to another line.
 	key := PortalKeyFor(contact, cl.login.ID)
@@ -164,7 +170,7 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 		if msg != nil {
 			cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{
 				Status: event.MessageStatusFail, ErrorReason: event.MessageStatusNetworkError, Message: o.Reason, IsCertain: o.Kind == sms.OutcomeFailed,
-			}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: eventID, Sender: msg.SenderMXID})
+			}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
 		}
 		cl.conn.notice(ctx, portal, text)
 		log.Warn("SMS did not go through", zap.String("reason", o.Reason))

@@ -75,6 +75,8 @@ type Config struct {
 	Network Network
 	// Log is the logging section (key log).
 	Log Log
+	// API is the HTTP send API (key api).
+	API API
 	// Path is the absolute path of the file the config was loaded from.
 	Path string
 	// Warnings lists non-fatal findings for the operator: unknown keys,
@@ -348,6 +350,51 @@ type SMS struct {
 	ReassemblyTimeout time.Duration `yaml:"reassembly_timeout"`
 }
 
+// API is the api section: the HTTP send API for automation (Alertmanager,
+// Home Assistant, scripts) on a listener of its own.
+type API struct {
+	// Listen is the address of the API's listener (default
+	// 127.0.0.1:29330). It starts only when Tokens is not empty. An
+	// address other than loopback is refused without tokens.
+	Listen string `yaml:"listen"`
+	// Tokens are the API's clients.
+	Tokens []APIToken `yaml:"tokens"`
+	// Webhooks are told about every SMS their lines receive, signed with
+	// HMAC-SHA256 (README, "Send API"). They work without the listener.
+	Webhooks []APIWebhook `yaml:"webhooks"`
+}
+
+// APIWebhook is one entry of api.webhooks.
+type APIWebhook struct {
+	// URL receives a POST per received SMS (http or https).
+	URL string `yaml:"url"`
+	// Secret is the HMAC-SHA256 key of the signature header; "generate"
+	// makes a random one that is written back into the file.
+	Secret string `yaml:"secret"`
+	// Lines are the own numbers of the lines whose SMS the hook gets.
+	// Required. Load normalises them to E.164.
+	Lines []string `yaml:"lines"`
+}
+
+// APIToken is one entry of api.tokens.
+type APIToken struct {
+	// Name names the client in logs and in Matrix rooms ("sent by API
+	// token <name>"). Required, unique: letters, digits, '-', '_', '.'.
+	Name string `yaml:"name"`
+	// Token is the bearer secret; "generate" makes a random one that is
+	// written back into the file.
+	Token string `yaml:"token"`
+	// Lines are the own numbers of the lines the token may send from; the
+	// first is the default. Required. Load normalises them to E.164.
+	Lines []string `yaml:"lines"`
+	// Recipients are the numbers the token may text: E.164 numbers,
+	// prefixes ending in * ("+4915*"), or "*" for anyone. Required.
+	Recipients []string `yaml:"recipients"`
+	// DailyCap is how many messages the token may send per UTC day; 0
+	// means no cap.
+	DailyCap int `yaml:"daily_cap"`
+}
+
 // Log is bubbled's logging section (key log).
 type Log struct {
 	// Level is trace, debug, info, warn or error (default info). trace is
@@ -428,6 +475,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	b.decodeBridge(root, &cfg.Config, &problems)
 	b.decodeNetwork(root, &cfg.Network, &problems)
 	b.decodeSection(root, "log", &cfg.Log, &problems)
+	b.decodeSection(root, "api", &cfg.API, &problems)
 	cfg.Bridge.Backfill = cfg.Backfill
 	cfg.Database.URI = resolveSQLitePath(cfg.Database.Type, cfg.Database.URI, filepath.Dir(abs))
 

@@ -1146,3 +1146,87 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestAPITokens(t *testing.T) {
+	text := minimalConfig + `api:
+    listen: 127.0.0.1:29331
+    tokens:
+        # the monitoring box
+        - name: alertmanager
+          token: generate
+          lines: ["(201) 555-0123"]
+          recipients: ["+12015550199", "+1555*"]
+          daily_cap: 50
+        - name: ha
+          token: 0123456789abcdef0123456789abcdef-kept
+          lines: ["+12015550123"]
+          recipients: ["*"]
+    webhooks:
+        - url: http://127.0.0.1:8123/api/webhook/sms
+          secret: generate
+          lines: ["+12015550123"]
+`
+	path := writeConfig(t, text)
+	cfg, err := Load(path, LoadOptions{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	toks := cfg.API.Tokens
+	if len(toks) != 2 || needsGeneration(toks[0].Token) || len(toks[0].Token) < 32 || toks[1].Token != "0123456789abcdef0123456789abcdef-kept" {
+		t.Fatalf("tokens %+v: want the first generated and the second kept", toks)
+	}
+	if toks[0].Lines[0] != "+12015550123" || toks[0].DailyCap != 50 || toks[0].Recipients[1] != "+1555*" || cfg.API.Listen != "127.0.0.1:29331" {
+		t.Errorf("token %+v, listen %q", toks[0], cfg.API.Listen)
+	}
+	// The generated token was written into the file and is read back.
+	again, err := Load(path, LoadOptions{})
+	if err != nil {
+		t.Fatalf("second Load: %v", err)
+	}
+	if hooks := cfg.API.Webhooks; len(hooks) != 1 || len(hooks[0].Secret) < 32 || again.API.Webhooks[0].Secret != hooks[0].Secret {
+		t.Errorf("webhooks %+v, then %+v: want a generated, persisted secret", hooks, again.API.Webhooks)
+	}
+	if again.API.Tokens[0].Token != toks[0].Token {
+		t.Errorf("second load token %q, want the persisted %q", again.API.Tokens[0].Token, toks[0].Token)
+	}
+	raw, _ := os.ReadFile(path)
+	if !strings.Contains(string(raw), "# the monitoring box") || strings.Contains(string(raw), "generate") {
+		t.Errorf("the file lost its comment or still says generate:\n%s", raw)
+	}
+}
+
+func TestAPIProblems(t *testing.T) {
+	cases := []struct {
+		name, api, key, want string
+	}{
+		{"open listener without tokens", "    listen: 0.0.0.0:29330\n", "api.listen", "not a loopback address"},
+		{"bad listen", "    listen: nowhere\n", "api.listen", "not host:port"},
+		{"no lines", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, recipients: [\"*\"]}\n", "api.tokens[0].lines", "is empty"},
+		{"no recipients", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"]}\n", "api.tokens[0].recipients", "is empty"},
+		{"bad recipient", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"12ab\"]}\n", "api.tokens[0].recipients[0]", "not a phone number"},
+		{"bad prefix", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"1555*\"]}\n", "api.tokens[0].recipients[0]", "not a number prefix"},
+		{"short token", "    tokens:\n        - {name: a, token: short, lines: [\"+12015550123\"], recipients: [\"*\"]}\n", "api.tokens[0].token", "shorter than 32"},
+		{"duplicate name", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"*\"]}\n        - {name: a, token: 0123456789abcdef0123456789abcdeX, lines: [\"+12015550123\"], recipients: [\"*\"]}\n", "api.tokens[1].name", "also the name"},
+		{"webhook without lines", "    webhooks:\n        - {url: http://127.0.0.1:9/hook, secret: 0123456789abcdef0123456789abcdef}\n", "api.webhooks[0].lines", "is empty"},
+		{"webhook bad url", "    webhooks:\n        - {url: ftp://x, secret: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"]}\n", "api.webhooks[0].url", "not an http"},
+		{"negative cap", "    tokens:\n        - {name: a, token: 0123456789abcdef0123456789abcdef, lines: [\"+12015550123\"], recipients: [\"*\"], daily_cap: -1}\n", "api.tokens[0].daily_cap", "negative"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, minimalConfig+"api:\n"+tc.api), LoadOptions{})
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Load error %v, want a validation error", err)
+			}
+			for _, p := range ve.Problems {
+				if p.Key == tc.key && strings.Contains(p.Reason, tc.want) {
+					if strings.Contains(p.String(), "0123456789abcdef") {
+						t.Errorf("the problem shows the token: %s", p)
+					}
+					return
+				}
+			}
+			t.Errorf("problems %v, want %s %q", err, tc.key, tc.want)
+		})
+	}
+}

@@ -82,6 +82,45 @@ func planSecrets(v *viper.Viper, readOnly bool, problems *problemList) []pending
 		v.Set(key, val)
 		pending = append(pending, pendingSecret{path: s.path, value: val})
 	}
+	return append(pending, planAPITokens(v, readOnly, problems)...)
+}
+
+// planAPITokens generates the api.tokens[].token and api.webhooks[].secret
+// left as "generate". Their paths name the list entry as "#<index>" (see
+// setInTree).
+func planAPITokens(v *viper.Viper, readOnly bool, problems *problemList) []pendingSecret {
+	var pending []pendingSecret
+	for _, l := range []struct{ list, field string }{{"tokens", "token"}, {"webhooks", "secret"}} {
+		key := "api" + keyDelim + l.list
+		if os.Getenv(envName([]string{"api", l.list})) != "" {
+			continue
+		}
+		list, ok := v.Get(key).([]any)
+		if !ok {
+			continue
+		}
+		changed := false
+		for i, item := range list {
+			entry, ok := item.(map[string]any)
+			if !ok || !needsGeneration(entry[l.field]) {
+				continue
+			}
+			path := []string{"api", l.list + "[" + strconv.Itoa(i) + "]", l.field}
+			if readOnly {
+				problems.add(Problem{Key: keyString(path), Value: strconv.Quote("generate"),
+					Reason: "must be generated but the config was loaded read-only",
+					Fix:    "write a random value of at least 32 characters there, or start once with a writable config file"})
+				continue
+			}
+			val := randomToken()
+			entry[l.field] = val
+			changed = true
+			pending = append(pending, pendingSecret{path: []string{"api", l.list, "#" + strconv.Itoa(i), l.field}, value: val})
+		}
+		if changed {
+			v.Set(key, list)
+		}
+	}
 	return pending
 }
 
@@ -101,6 +140,7 @@ func isSecretKey(path []string) bool {
 		}
 	}
 	return key == "analytics.token" || key == "network.modems.pin" || key == "network.contacts.carddav.password" ||
+		key == "api.tokens.token" || key == "api.webhooks.secret" ||
 		strings.HasPrefix(key, "double_puppet.secrets")
 }
 
@@ -333,6 +373,15 @@ func detectIndent(root *yaml.Node) int {
 	return 4
 }
 
+// listIndex reads a path element "#<i>" (entry i of a list).
+func listIndex(p string) (int, bool) {
+	if !strings.HasPrefix(p, "#") {
+		return 0, false
+	}
+	i, err := strconv.Atoi(p[1:])
+	return i, err == nil && i >= 0
+}
+
 // editTree sets the key in the node tree and re-encodes the document.
 func editTree(doc *yaml.Node, path []string, value string) ([]byte, error) {
 	root := documentRoot(doc)
@@ -358,10 +407,22 @@ func editTree(doc *yaml.Node, path []string, value string) ([]byte, error) {
 }
 
 // setInTree sets path to a double-quoted string in the mapping tree,
-// creating (or replacing non-mapping) sections on the way.
+// creating (or replacing non-mapping) sections on the way. A path element
+// "#<i>" is entry i of an existing list (api.tokens[i]).
 func setInTree(m *yaml.Node, path []string, value string) {
-	for _, p := range path[:len(path)-1] {
+	for j, p := range path[:len(path)-1] {
+		if i, ok := listIndex(p); ok {
+			if seq := resolveAlias(m); seq.Kind == yaml.SequenceNode && i < len(seq.Content) {
+				m = resolveAlias(seq.Content[i])
+				continue
+			}
+		}
 		k, next := mapLookupPair(m, p)
+		_, intoList := listIndex(path[j+1])
+		if intoList && next != nil && resolveAlias(next).Kind == yaml.SequenceNode {
+			m = resolveAlias(next)
+			continue
+		}
 		if next == nil || resolveAlias(next).Kind != yaml.MappingNode {
 			next = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 			if k != nil {

@@ -58,6 +58,7 @@ func (c *Config) validate() []Problem {
 	c.validateLog(ch)
 	c.validateNetwork(ch)
 	c.validateListener(ch)
+	c.validateAPI(ch)
 	return ch.problems
 }
 
@@ -603,8 +604,126 @@ func (c *Config) warnings() []Problem {
 	return ws
 }
 
+// validateAPI checks the api section: a listener bubbled can open, and
+// tokens that name whom they may text from which line.
+func (c *Config) validateAPI(ch *checker) {
+	a := c.API
+	if a.Listen != "" {
+		host, port, err := net.SplitHostPort(a.Listen)
+		n, perr := strconv.Atoi(port)
+		switch {
+		case err != nil || perr != nil || n < 1 || n > 65535:
+			ch.add([]string{"api", "listen"}, q(a.Listen), "is not host:port", "write an address like 127.0.0.1:29330")
+		case !isLoopback(host) && len(a.Tokens) == 0:
+			ch.add([]string{"api", "listen"}, q(a.Listen), "is not a loopback address and api.tokens is empty",
+				"listen on 127.0.0.1, or add tokens before you open the API to the network")
+		}
+	}
+	names := map[string]int{}
+	secrets := map[string]int{}
+	for i, t := range a.Tokens {
+		base := []string{"api", "tokens[" + strconv.Itoa(i) + "]"}
+		at := func(k string) []string { return append(append([]string(nil), base...), k) }
+		switch j, dup := names[t.Name]; {
+		case !modemIDPattern.MatchString(t.Name):
+			ch.add(at("name"), q(t.Name), "is not a token name", "name the client with letters, digits, '-', '_' or '.', e.g. alertmanager")
+		case dup:
+			ch.add(at("name"), q(t.Name), fmt.Sprintf("is also the name of api.tokens[%d]", j), "give every token a different name")
+		}
+		names[t.Name] = i
+		switch j, dup := secrets[t.Token]; {
+		case needsGeneration(t.Token):
+			ch.add(at("token"), `"generate"`, "was not generated", "write a random value of at least 32 characters, or start once with a writable config file")
+		case len(t.Token) < 32:
+			ch.add(at("token"), "(hidden)", "is shorter than 32 characters", `write "generate" to get a random token, or a longer one`)
+		case dup:
+			ch.add(at("token"), "(hidden)", fmt.Sprintf("is also the token of api.tokens[%d]", j), `give every client its own token ("generate")`)
+		}
+		secrets[t.Token] = i
+		c.validateAPITokenNumbers(ch, t, at)
+		if t.DailyCap < 0 {
+			ch.add(at("daily_cap"), strconv.Itoa(t.DailyCap), "is negative", "write how many messages the token may send per day, or 0 for no cap")
+		}
+	}
+	for i, w := range a.Webhooks {
+		base := []string{"api", "webhooks[" + strconv.Itoa(i) + "]"}
+		at := func(k string) []string { return append(append([]string(nil), base...), k) }
+		if !isHTTPURL(w.URL) {
+			ch.add(at("url"), q(w.URL), "is not an http or https URL", "write where the webhook is received, e.g. http://127.0.0.1:8123/api/webhook/sms")
+		}
+		switch {
+		case needsGeneration(w.Secret):
+			ch.add(at("secret"), `"generate"`, "was not generated", "write a random value of at least 32 characters, or start once with a writable config file")
+		case len(w.Secret) < 32:
+			ch.add(at("secret"), "(hidden)", "is shorter than 32 characters", `write "generate" to get a random secret, or a longer one`)
+		}
+		c.validateAPITokenNumbers(ch, APIToken{Lines: w.Lines, Recipients: []string{"*"}}, at)
+	}
+}
+
+// validateAPITokenNumbers checks a token's lines and recipients.
+func (c *Config) validateAPITokenNumbers(ch *checker, t APIToken, at func(string) []string) {
+	if len(t.Lines) == 0 {
+		ch.add(at("lines"), "", "is empty, so it covers no line",
+			"list the own numbers of the lines it may send from, e.g. [\"+15550001111\"]")
+	}
+	for j, l := range t.Lines {
+		if _, err := phone.Parse(l, strings.ToUpper(c.Network.DefaultRegion)); err != nil {
+			ch.add(at("lines["+strconv.Itoa(j)+"]"), q(l), "is not a phone number ("+err.Error()+")", "write the line's own number in international form, e.g. +15550001111")
+		}
+	}
+	if len(t.Recipients) == 0 {
+		ch.add(at("recipients"), "", "is empty, so the token could text nobody",
+			`list the numbers it may text (e.g. "+15557654321"), prefixes such as "+1555*", or "*" for anyone`)
+	}
+	for j, r := range t.Recipients {
+		if r == "*" {
+			continue
+		}
+		if prefix, ok := strings.CutSuffix(r, "*"); ok {
+			if !strings.HasPrefix(prefix, "+") || !phone.IsDigits(prefix[1:]) || len(prefix) < 2 {
+				ch.add(at("recipients["+strconv.Itoa(j)+"]"), q(r), "is not a number prefix", `write a + and digits before the *, e.g. "+1555*"`)
+			}
+			continue
+		}
+		if _, err := phone.Parse(r, strings.ToUpper(c.Network.DefaultRegion)); err != nil {
+			ch.add(at("recipients["+strconv.Itoa(j)+"]"), q(r), "is not a phone number ("+err.Error()+")", `write a number in international form, a prefix such as "+1555*", or "*"`)
+		}
+	}
+}
+
+// isLoopback reports whether a listen host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // normalise rewrites validated values into canonical forms.
 func (c *Config) normalise() {
+	for i := range c.API.Webhooks {
+		w := &c.API.Webhooks[i]
+		for j, l := range w.Lines {
+			if e164, err := phone.Parse(l, strings.ToUpper(c.Network.DefaultRegion)); err == nil {
+				w.Lines[j] = e164
+			}
+		}
+	}
+	for i := range c.API.Tokens {
+		t := &c.API.Tokens[i]
+		for j, l := range t.Lines {
+			if e164, err := phone.Parse(l, strings.ToUpper(c.Network.DefaultRegion)); err == nil {
+				t.Lines[j] = e164
+			}
+		}
+		for j, r := range t.Recipients {
+			if e164, err := phone.Parse(r, strings.ToUpper(c.Network.DefaultRegion)); err == nil && !strings.HasSuffix(r, "*") {
+				t.Recipients[j] = e164
+			}
+		}
+	}
 	c.Network.DefaultRegion = strings.ToUpper(c.Network.DefaultRegion)
 	c.Log.Level = strings.ToLower(c.Log.Level)
 	c.Log.Format = strings.ToLower(c.Log.Format)
