@@ -91,6 +91,8 @@ func TestLoadExampleConfig(t *testing.T) {
 		{"sms.status_reports", cfg.Network.SMS.StatusReports, true},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format", cfg.Log.Format, "console"},
+		{"metrics.listen", cfg.Metrics.Listen, "127.0.0.1:9466"},
+		{"metrics.pprof", cfg.Metrics.Pprof, false},
 		{"permission count", len(cfg.Bridge.Permissions), 3},
 		{"admin level", *cfg.Bridge.Permissions["@admin:localhost"], bridgeconfig.PermissionLevelAdmin},
 		{"relay level", *cfg.Bridge.Permissions["*"], bridgeconfig.PermissionLevelRelay},
@@ -348,6 +350,20 @@ func TestLoadProblems(t *testing.T) {
 				return replace(t, s, "level: info", "level: loud", "format: console", "format: xml")
 			},
 			want: [][]string{{"log.level:", `"loud"`, "trace, debug, info, warn, error"}, {"log.format:", `"xml"`, "console or json"}},
+		},
+		{
+			name: "bad metrics listener",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "listen: 127.0.0.1:9466", "listen: metrics.lan")
+			},
+			want: [][]string{{"metrics.listen:", `"metrics.lan"`, "host:port"}},
+		},
+		{
+			name: "metrics listener host is a name",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "listen: 127.0.0.1:9466", "listen: metrics.lan:9466")
+			},
+			want: [][]string{{"metrics.listen:", "not an IP address"}},
 		},
 		{
 			name: "bad appservice",

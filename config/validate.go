@@ -56,6 +56,7 @@ func (c *Config) validate() []Problem {
 	c.validatePermissions(ch)
 	c.validateSecrets(ch)
 	c.validateLog(ch)
+	c.validateMetrics(ch)
 	c.validateNetwork(ch)
 	return ch.problems
 }
@@ -208,6 +209,24 @@ func (c *Config) validateLog(ch *checker) {
 	}
 	if f := strings.ToLower(c.Log.Format); f != "console" && f != "json" {
 		ch.add([]string{"log", "format"}, q(c.Log.Format), "is not a log format", "write console or json")
+	}
+}
+
+func (c *Config) validateMetrics(ch *checker) {
+	l := c.Metrics.Listen
+	if l == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(l)
+	if err != nil {
+		ch.add([]string{"metrics", "listen"}, q(l), "is not host:port", "write e.g. 127.0.0.1:9466, or \"\" to turn the metrics listener off")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		ch.add([]string{"metrics", "listen"}, q(l), "has no valid port", "write a port from 1 to 65535, e.g. 127.0.0.1:9466")
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		ch.add([]string{"metrics", "listen"}, q(l), "has a host that is not an IP address", "write an IP address to listen on, e.g. 127.0.0.1 (or 0.0.0.0 inside a container)")
 	}
 }
 
