@@ -91,6 +91,10 @@ type WebhookConfig struct {
 	// Retention is how long processed events are kept to recognise
 	// replays; default 14 days (Google retries for up to 7).
 	Retention time.Duration
+	// OnReject, if set, is told of every request refused before it was
+	// stored (provider "" for unknown paths), e.g. for a metrics counter.
+	// It runs on the request's goroutine and must not block.
+	OnReject func(provider string, status int)
 }
 
 // WebhookHandler receives the providers' webhooks. ServeHTTP verifies,
@@ -367,6 +371,9 @@ func (h *WebhookHandler) reject(w http.ResponseWriter, r *http.Request, provider
 		zap.String("path", r.URL.Path), zap.String("remote_addr", r.RemoteAddr))
 	if err != nil {
 		fields = append(fields, zap.Error(err))
+	}
+	if h.cfg.OnReject != nil {
+		h.cfg.OnReject(provider, status)
 	}
 	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
 		h.log.Info(msg, fields...)
