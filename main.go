@@ -13,7 +13,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"net/http"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 
 	"github.com/bubbled/bubbled/bridge"
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // Version is set at link time: -ldflags "-X main.Version=v0.1.0".
@@ -139,6 +142,8 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	mx := matrix.NewConnector(&cfg.Config)
 	mx.IgnoreUnsupportedServer = f.ignoreUnsupport
 	conn := bridge.New(cfg.Network, zl.Named("bridge"))
+	met := metrics.New()
+	conn.UseMetrics(met)
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
 	stop := make(chan int, 1)
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }
@@ -155,6 +160,17 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	mx.EventProcessor.On(event.EventMessage, journal.Handled)
 	mx.EventProcessor.On(event.EventSticker, journal.Handled)
 
+	var started atomic.Bool
+	msrv, err := startMetrics(cfg, met, conn, journal, started.Load)
+	if err != nil {
+		zl.Error("failed to open the metrics listener (metrics.listen): change the address or write \"\" to turn it off", zap.Error(err), zap.String("listen", cfg.Metrics.Listen))
+		return exitStart
+	}
+	if msrv != nil {
+		defer func() { _ = msrv.Close() }()
+		zl.Info("serving metrics and health", zap.String("listen", msrv.Addr()), zap.Bool("pprof", cfg.Metrics.Pprof))
+	}
+
 	if err := startBridge(ctx, br); err != nil {
 		var exitErr matrix.ExitError
 		if errors.As(err, &exitErr) {
@@ -164,6 +180,7 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 		zl.Error("failed to start", zap.Error(err))
 		return exitStart
 	}
+	started.Store(true)
 	if n, err := journal.Replay(ctx, mx.AS); err != nil {
 		zl.Error("failed to replay journaled messages; they stay journaled for the next start", zap.Error(err))
 	} else if n > 0 {
@@ -188,6 +205,21 @@ func waitForStop(zl *zap.Logger, stop <-chan int) int {
 		zl.Warn("stopping: another bridge instance took over the connection")
 		return code
 	}
+}
+
+// startMetrics opens the metrics listener of metrics.listen (nil when it is
+// ""), fed by the connector's lines, the journal and the homeserver.
+func startMetrics(cfg *config.Config, met *metrics.Metrics, conn *bridge.Connector, journal *bridge.Journal, started func() bool) (*metrics.Server, error) {
+	if cfg.Metrics.Listen == "" {
+		return nil, nil
+	}
+	met.SetSources(metrics.Sources{
+		Lines:          conn.LineStates,
+		JournalBacklog: journal.Backlog,
+		Homeserver:     metrics.HomeserverCheck(&http.Client{Timeout: 5 * time.Second}, cfg.Homeserver.Address),
+		Started:        started,
+	})
+	return metrics.Listen(cfg.Metrics.Listen, met.Handler(cfg.Metrics.Pprof))
 }
 
 // startBridge runs bridgev2's start sequence without its os.Exit paths.

@@ -68,6 +68,8 @@ type env struct {
 	device   string   // the modem device in the config
 	env      []string // extra environment of the bubbled process
 	sim2     *modemsim.Sim
+	// metricsURL is bubbled's metrics listener (metrics.listen, pprof on).
+	metricsURL string
 }
 
 const (
@@ -136,6 +138,11 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metricsPort, err := dendritetest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
 	e.cfgPath = filepath.Join(e.dir, "config.yaml")
 	e.regPath = filepath.Join(e.dir, "registration.yaml")
 	e.logPath = filepath.Join(e.dir, "bubbled.log")
@@ -175,6 +182,9 @@ provisioning:
 log:
   level: debug
   format: json
+metrics:
+  listen: %s
+  pprof: true
 network:
   default_region: US
   modems:
@@ -187,7 +197,7 @@ network:
     status_reports: true
     rate_per_minute: 0
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, e.device, secondModem, o.network)
+`, hsPort, e.asPort, e.asPort, dbConfig, strings.TrimPrefix(e.metricsURL, "http://"), e.device, secondModem, o.network)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 	"github.com/bubbled/bubbled/fallback"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // handlematrix.go holds every Matrix -> network handler: messages, read
@@ -60,6 +61,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		}
 		text = msg.Content.Body
 	}
+	cl.conn.sending.start(string(msg.Event.ID), time.UnixMilli(msg.Event.Timestamp))
 	rcpt, err := cl.conn.router.Send(ctx, &fallback.Message{
 		ID:           string(msg.Event.ID),
 		Conversation: conv,
@@ -71,9 +73,15 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	})
 	if err != nil {
 		cl.log.Warn("failed to send a message", zap.String("to", phone.Mask(to)), zap.Error(err))
+		cl.conn.sending.forget(string(msg.Event.ID))
+		cl.conn.metrics.Message(metrics.Out, "none", "refused")
 		return nil, sendErrorStatus(err)
 	}
 	cl.log.Info("sent a message", zap.String("to", phone.Mask(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
+	cl.conn.metrics.Message(metrics.Out, string(rcpt.Route), "accepted")
+	if rcpt.Route != fallback.RouteSMS {
+		cl.conn.sending.forget(string(msg.Event.ID))
+	}
 	msgID := networkid.MessageID("out:" + string(msg.Event.ID))
 	if rcpt.Route == fallback.RouteRCS {
 		msgID = networkid.MessageID(rcsOutPrefix + rcpt.RemoteID)

@@ -211,3 +211,11 @@ func loopbackAddr(addr string) string {
 	}
 	return addr
 }
+
+// Backlog counts the journaled events not handled yet (for the
+// bubbled_journal_backlog gauge).
+func (j *Journal) Backlog(ctx context.Context) (int, error) {
+	var n int
+	err := j.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_as_event WHERE handled_at IS NULL`).Scan(&n)
+	return n, err
+}

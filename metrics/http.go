@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -131,4 +133,26 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
+}
+
+// HomeserverCheck returns a Sources.Homeserver that asks the homeserver at
+// address (its client-server URL) for /_matrix/client/versions, which needs
+// no token, and says in its error what failed.
+func HomeserverCheck(client *http.Client, address string) func(ctx context.Context) error {
+	url := strings.TrimRight(address, "/") + "/_matrix/client/versions"
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("the homeserver does not answer (homeserver.address): %w", err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("the homeserver answered GET %s with %s", url, resp.Status)
+		}
+		return nil
+	}
 }
