@@ -29,6 +29,7 @@ import (
 
 	"github.com/bubbled/bubbled/bridge"
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/doctor"
 	"github.com/bubbled/bubbled/metrics"
 )
 
@@ -44,6 +45,7 @@ const (
 	exitDatabase     = 14
 	exitStart        = 15
 	exitRegistration = 17
+	exitDoctor       = 19
 )
 
 func main() {
@@ -72,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&f.ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n       bubbled doctor [-c config.yaml]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 // run is main without os.Exit: it returns the exit code, and writes what it
 // says before logging is set up to stdout and stderr.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "doctor" {
+		return runDoctor(args[1:], stdout, stderr)
+	}
 	f, code, ok := parseFlags(args, stderr)
 	if !ok {
 		return code
@@ -115,6 +120,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = zl.Sync() }()
 	return serve(cfg, f, zl)
+}
+
+// runDoctor is "bubbled doctor [-c config.yaml]": it checks the config, the
+// homeserver and each modem, prints what it found and returns exitDoctor
+// when something blocks a start.
+func runDoctor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bubbled doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var path string
+	fs.StringVar(&path, "c", "config.yaml", "path to the config file")
+	fs.StringVar(&path, "config", "config.yaml", "path to the config file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	cfg, err := config.Load(path, config.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL  config: %s is not usable:\n%v\n", path, err)
+		return exitConfig
+	}
+	findings := doctor.Run(context.Background(), cfg, stdout, doctor.Options{})
+	if doctor.Blocked(findings) {
+		return exitDoctor
+	}
+	return exitOK
 }
 
 // serve runs the bridge until a signal or a takeover and returns the exit
