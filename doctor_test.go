@@ -3,17 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bubbled/bubbled/bridge/dendritetest"
 	"github.com/bubbled/bubbled/connectors/sms/at"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // TestDoctor runs "bubbled doctor" through run() against a real Dendrite
@@ -157,5 +160,49 @@ func blockSIM(t *testing.T, device string) {
 		if _, err := m.Command(ctx, `+CPIN="0000"`, 0); err == nil {
 			t.Fatal("the simulator took a wrong PIN")
 		}
+	}
+}
+
+// TestHealth: "bubbled health" exits 0 only while /readyz on the config's
+// metrics listener says ready, and 1 when it is not or nothing listens.
+func TestHealth(t *testing.T) {
+	example, err := os.ReadFile("example-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	met := metrics.New()
+	var ready atomic.Bool
+	met.SetSources(metrics.Sources{Started: ready.Load})
+	srv, err := metrics.Listen("127.0.0.1:0", met.Handler(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(srv.Addr())
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	s := strings.Replace(string(example), "listen: 127.0.0.1:9466", "listen: 0.0.0.0:"+port, 1)
+	if err := os.WriteFile(cfg, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		ready bool
+		stop  bool
+		want  int
+		says  string
+	}{
+		{"starting", false, false, 1, "still starting"},
+		{"ready", true, false, 0, `"ready":true`},
+		{"nothing listens", true, true, 1, "not ready"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ready.Store(tt.ready)
+			if tt.stop {
+				_ = srv.Close()
+			}
+			var out bytes.Buffer
+			if code := run([]string{"health", "-c", cfg}, &out, &out); code != tt.want || !strings.Contains(out.String(), tt.says) {
+				t.Errorf("health = %d %q, want %d and %q", code, out.String(), tt.want, tt.says)
+			}
+		})
 	}
 }

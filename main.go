@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -74,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&f.ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n       bubbled doctor [-c config.yaml]\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n       bubbled doctor [-c config.yaml]\n       bubbled health [-c config.yaml]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "doctor" {
 		return runDoctor(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "health" {
+		return runHealth(args[1:], stdout, stderr)
 	}
 	f, code, ok := parseFlags(args, stderr)
 	if !ok {
@@ -145,6 +149,44 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	findings := doctor.Run(context.Background(), cfg, stdout, doctor.Options{})
 	if doctor.Blocked(findings) {
 		return exitDoctor
+	}
+	return exitOK
+}
+
+// runHealth is "bubbled health [-c config.yaml]", the container health
+// check: it GETs /readyz on the metrics listener of the config (a wildcard
+// address is reached on loopback), prints the answer and returns 0 when
+// ready, 1 otherwise (what Docker's HEALTHCHECK expects).
+func runHealth(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bubbled health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var path string
+	fs.StringVar(&path, "c", "config.yaml", "path to the config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := config.Load(path, config.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "bubbled health: the config %s is not usable:\n%v\n", path, err)
+		return 1
+	}
+	host, port, err := net.SplitHostPort(cfg.Metrics.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "bubbled health: metrics.listen is off; set it to check readiness")
+		return 1
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err != nil {
+		fmt.Fprintf(stdout, "not ready: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(stdout, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return 1
 	}
 	return exitOK
 }
