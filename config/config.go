@@ -325,6 +325,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	b.decodeSection(root, "metrics", &cfg.Metrics, &problems)
 	cfg.Bridge.Backfill = cfg.Backfill
 	cfg.Database.URI = resolveSQLitePath(cfg.Database.Type, cfg.Database.URI, filepath.Dir(abs))
+	cfg.Database.URI = withStatementCache(cfg.Database.Type, cfg.Database.URI)
 
 	problems.merge(cfg.validate())
 	warnings.merge(cfg.warnings())

@@ -78,7 +78,7 @@ func TestLoadExampleConfig(t *testing.T) {
 		{"appservice.bot.username", cfg.AppService.Bot.Username, "smsbot"},
 		{"appservice.ephemeral_events", cfg.AppService.EphemeralEvents, true},
 		{"database.type", cfg.Database.Type, "sqlite3-fk-wal"},
-		{"database.uri", cfg.Database.URI, "file:" + filepath.Join(filepath.Dir(path), "bubbled.db") + "?_txlock=immediate"},
+		{"database.uri", cfg.Database.URI, "file:" + filepath.Join(filepath.Dir(path), "bubbled.db") + "?_txlock=immediate&_stmt_cache_size=64"},
 		{"encryption.allow", cfg.Encryption.Allow, true},
 		{"encryption.default", cfg.Encryption.Default, true},
 		{"network.default_region", cfg.Network.DefaultRegion, "US"},
@@ -1049,4 +1049,19 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("as_token changed between loads")
 		}
 	})
+}
+
+func TestWithStatementCache(t *testing.T) {
+	for _, tc := range []struct{ name, typ, uri, want string }{
+		{"adds to a query", "sqlite3-fk-wal", "file:/d/b.db?_txlock=immediate", "file:/d/b.db?_txlock=immediate&_stmt_cache_size=64"},
+		{"adds a query", "sqlite3-fk-wal", "/d/b.db", "/d/b.db?_stmt_cache_size=64"},
+		{"keeps the operator's size", "sqlite3-fk-wal", "file:b.db?_stmt_cache_size=8", "file:b.db?_stmt_cache_size=8"},
+		{"postgres untouched", "postgres", "postgres://u@h/db", "postgres://u@h/db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withStatementCache(tc.typ, tc.uri); got != tc.want {
+				t.Errorf("withStatementCache(%q) = %q, want %q", tc.uri, got, tc.want)
+			}
+		})
+	}
 }
