@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,8 @@ import (
 
 	"github.com/bubbled/bubbled/bridge"
 	"github.com/bubbled/bubbled/config"
+	"github.com/bubbled/bubbled/doctor"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // Version is set at link time: -ldflags "-X main.Version=v0.1.0".
@@ -42,6 +45,7 @@ const (
 	exitDatabase     = 14
 	exitStart        = 15
 	exitRegistration = 17
+	exitDoctor       = 19
 )
 
 func main() {
@@ -70,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&f.ignoreUnsupport, "ignore-unsupported-server", false, "start even if the homeserver advertises a Matrix spec version below v1.4 (needed for Dendrite)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: bubbled [-c config.yaml] [-g [-r registration.yaml]] [--ignore-unsupported-server] [--version]\n       bubbled doctor [-c config.yaml]\n       bubbled health [-c config.yaml]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +89,12 @@ func parseFlags(args []string, stderr io.Writer) (f flags, code int, ok bool) {
 // run is main without os.Exit: it returns the exit code, and writes what it
 // says before logging is set up to stdout and stderr.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "doctor" {
+		return runDoctor(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "health" {
+		return runHealth(args[1:], stdout, stderr)
+	}
 	f, code, ok := parseFlags(args, stderr)
 	if !ok {
 		return code
@@ -125,6 +135,71 @@ func restrictFileModes() {
 	syscall.Umask(0o077)
 }
 
+// runDoctor is "bubbled doctor [-c config.yaml]": it checks the config, the
+// homeserver and each modem, prints what it found and returns exitDoctor
+// when something blocks a start.
+func runDoctor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bubbled doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var path string
+	fs.StringVar(&path, "c", "config.yaml", "path to the config file")
+	fs.StringVar(&path, "config", "config.yaml", "path to the config file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	cfg, err := config.Load(path, config.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL  config: %s is not usable:\n%v\n", path, err)
+		return exitConfig
+	}
+	findings := doctor.Run(context.Background(), cfg, stdout, doctor.Options{})
+	if doctor.Blocked(findings) {
+		return exitDoctor
+	}
+	return exitOK
+}
+
+// runHealth is "bubbled health [-c config.yaml]", the container health
+// check: it GETs /readyz on the metrics listener of the config (a wildcard
+// address is reached on loopback), prints the answer and returns 0 when
+// ready, 1 otherwise (what Docker's HEALTHCHECK expects).
+func runHealth(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bubbled health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var path string
+	fs.StringVar(&path, "c", "config.yaml", "path to the config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := config.Load(path, config.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "bubbled health: the config %s is not usable:\n%v\n", path, err)
+		return 1
+	}
+	host, port, err := net.SplitHostPort(cfg.Metrics.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "bubbled health: metrics.listen is off; set it to check readiness")
+		return 1
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err != nil {
+		fmt.Fprintf(stdout, "not ready: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(stdout, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return 1
+	}
+	return exitOK
+}
+
 // serve runs the bridge until a signal or a takeover and returns the exit
 // code.
 func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
@@ -151,6 +226,8 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	mx.IgnoreUnsupportedServer = f.ignoreUnsupport
 	conn := bridge.New(cfg.Network, zl.Named("bridge"))
 	conn.UseWebhooks(cfg.API.Webhooks)
+	met := metrics.New()
+	conn.UseMetrics(met)
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
 	stop := make(chan int, 1)
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }
@@ -160,6 +237,13 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	if err != nil {
 		return exitStart
 	}
+	var started atomic.Bool
+	closeMetrics, err := openMetrics(cfg, met, conn, listener, started.Load, zl)
+	if err != nil {
+		listener.Stop()
+		return exitStart
+	}
+	defer closeMetrics()
 	if err := startBridge(ctx, br); err != nil {
 		listener.Stop()
 		var exitErr matrix.ExitError
@@ -170,6 +254,7 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 		zl.Error("failed to start", zap.Error(err))
 		return exitStart
 	}
+	started.Store(true)
 	listener.Start(ctx)
 	if n := conn.ResumeConfirmations(ctx); n > 0 {
 		zl.Info("resumed Send-as-SMS timers of messages sent before the restart", zap.Int("messages", n))
@@ -186,6 +271,21 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	listener.Stop()
 	br.StopWithTimeout(10 * time.Second)
 	return code
+}
+
+// openMetrics starts the metrics and health listener (metrics.listen, off
+// when "") and returns what closes it.
+func openMetrics(cfg *config.Config, met *metrics.Metrics, conn *bridge.Connector, l *bridge.Listener, started func() bool, zl *zap.Logger) (func(), error) {
+	msrv, err := startMetrics(cfg, met, conn, l, started)
+	if err != nil {
+		zl.Error("failed to open the metrics listener (metrics.listen): change the address or write \"\" to turn it off", zap.Error(err), zap.String("listen", cfg.Metrics.Listen))
+		return nil, err
+	}
+	if msrv == nil {
+		return func() {}, nil
+	}
+	zl.Info("serving metrics and health", zap.String("listen", msrv.Addr()), zap.Bool("pprof", cfg.Metrics.Pprof))
+	return func() { _ = msrv.Close() }, nil
 }
 
 // openListener opens the transaction journal and starts bubbled's own
@@ -250,6 +350,21 @@ func waitForStop(zl *zap.Logger, stop <-chan int) int {
 		zl.Warn("stopping: another bridge instance took over the connection")
 		return code
 	}
+}
+
+// startMetrics opens the metrics listener of metrics.listen (nil when it is
+// ""), fed by the connector's lines, the journal and the homeserver.
+func startMetrics(cfg *config.Config, met *metrics.Metrics, conn *bridge.Connector, journal *bridge.Listener, started func() bool) (*metrics.Server, error) {
+	if cfg.Metrics.Listen == "" {
+		return nil, nil
+	}
+	met.SetSources(metrics.Sources{
+		Lines:          conn.LineStates,
+		JournalBacklog: journal.Backlog,
+		Homeserver:     metrics.HomeserverCheck(&http.Client{Timeout: 5 * time.Second}, cfg.Homeserver.Address),
+		Started:        started,
+	})
+	return metrics.Listen(cfg.Metrics.Listen, met.Handler(cfg.Metrics.Pprof))
 }
 
 // startBridge runs bridgev2's start sequence without its os.Exit paths.

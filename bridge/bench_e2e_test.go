@@ -16,7 +16,9 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -135,6 +137,40 @@ func benchCPU(b *testing.B, e *env) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// benchProfile, when BUBBLED_BENCH_PROFILE names a file, records a CPU
+// profile of the bubbled process (through its metrics listener's
+// /debug/pprof/profile) for BUBBLED_BENCH_PROFILE_SECONDS (default 20)
+// from now; the returned func waits for it and writes the file.
+func benchProfile(b *testing.B, e *env) func() {
+	path := os.Getenv("BUBBLED_BENCH_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	secs := os.Getenv("BUBBLED_BENCH_PROFILE_SECONDS")
+	if secs == "" {
+		secs = "20"
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(e.metricsURL + "/debug/pprof/profile?seconds=" + secs)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(path, raw, 0o644)
+		}
+		done <- err
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			b.Errorf("CPU profile: %v", err)
+		}
+	}
 }
 
 // reportLatency reports the mean, the median and the 99th percentile
@@ -281,6 +317,8 @@ func BenchmarkOutboundMatrixToPDU(b *testing.B) {
 	b.Run("burst", func(b *testing.B) {
 		n0 := len(f.e.sim.Sent())
 		want := map[string]bool{}
+		stopProfile := benchProfile(b, f.e)
+		defer stopProfile()
 		cpu0 := benchCPU(b, f.e)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(b.N)*time.Second)
 		defer cancel()

@@ -157,6 +157,7 @@ func (h *lineHooks) stateChanged(st sms.State, err error) {
 		var rerr *sms.RecoveryError
 		if errors.As(err, &rerr) {
 			msg += " (" + rerr.Step.String() + ")"
+			cl.conn.metrics.Recovery(cl.modemKey, rerr.Step.String())
 		}
 		msg += ". Messages wait in the queue meanwhile."
 		cl.log.Warn("recovering the modem", zap.Error(err))

@@ -33,6 +33,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // Connector is the bridgev2 NetworkConnector of bubbled. Create it with New;
@@ -55,6 +56,11 @@ type Connector struct {
 
 	// blue runs the invites of rooms being created (inviteOnCreate).
 	blue blueInvites
+
+	// metrics is set by UseMetrics before Start; nil counts nothing.
+	metrics *metrics.Metrics
+	radios  radioCache
+	sending sendTimes
 
 	// mu guards inUse (which configured modem or device is in use by which
 	// login) and restored (conversations whose stored route state the
@@ -329,7 +335,7 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	c.router, err = fallback.New(fallback.Options{
 		Order:          order,
 		Transports:     transports,
-		Directory:      directory.NewRouterAdapter(dir),
+		Directory:      directory.NewRouterAdapter(dir).WithObserver(c.directoryObserver),
 		Notifier:       &notices{conn: c},
 		ConfirmTimeout: c.cfg.Fallback.ConfirmTimeout,
 		Log:            c.log.Named("fallback"),
@@ -398,6 +404,7 @@ func (c *Connector) startRCS(ctx context.Context) error {
 	wh.Store = rcs.NewDBEventStore(c.br.DB.Database)
 	wh.Consumer = c.handleRCSEvent
 	wh.Logger = c.log.Named("rcs_webhook")
+	wh.OnReject = func(provider string, status int) { c.metrics.WebhookRejected(provider, status) }
 	c.rcsHook, err = rcs.NewWebhookHandler(wh)
 	if err != nil {
 		return fmt.Errorf("set up the RCS webhook (network.rcs): %w", err)

@@ -69,6 +69,8 @@ type env struct {
 	env      []string // extra environment of the bubbled process
 	sim2     *modemsim.Sim
 	more     []*modemsim.Sim // envOptions.more
+	// metricsURL is bubbled's metrics listener (metrics.listen, pprof on).
+	metricsURL string
 }
 
 const (
@@ -169,6 +171,11 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metricsPort, err := dendritetest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
 	e.cfgPath = filepath.Join(e.dir, "config.yaml")
 	e.regPath = filepath.Join(e.dir, "registration.yaml")
 	e.logPath = filepath.Join(e.dir, "bubbled.log")
@@ -209,6 +216,9 @@ provisioning:
 log:
   level: debug
   format: json
+metrics:
+  listen: %s
+  pprof: true
 network:
   default_region: US
   modems:
@@ -225,7 +235,7 @@ network:
     user_rate_per_day: 0
 %s
 %s
-`, hsPort, e.asPort, e.asPort, dbConfig, firstModem, secondModem, o.network, o.top)
+`, hsPort, e.asPort, e.asPort, dbConfig, strings.TrimPrefix(e.metricsURL, "http://"), firstModem, secondModem, o.network, o.top)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 	"github.com/bubbled/bubbled/connectors/tapback"
 	"github.com/bubbled/bubbled/fallback"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // handlematrix.go holds every Matrix -> network handler: messages, read
@@ -64,6 +65,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		}
 		text = msg.Content.Body
 	}
+	cl.conn.sending.start(string(msg.Event.ID), time.UnixMilli(msg.Event.Timestamp))
 	out := fallback.Message{
 		ID:           string(msg.Event.ID),
 		Conversation: conv,
@@ -76,12 +78,18 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	rcpt, err := cl.conn.router.Send(ctx, &out)
 	if err != nil {
 		cl.log.Warn("failed to send a message", zap.String("to", phone.Mask(to)), zap.Error(err))
+		cl.conn.sending.forget(string(msg.Event.ID))
+		cl.conn.metrics.Message(metrics.Out, "none", "refused")
 		return nil, sendErrorStatus(err)
 	}
 	if !rcpt.ConfirmBy.IsZero() {
 		cl.conn.saveWait(ctx, out, *rcpt)
 	}
 	cl.log.Info("sent a message", zap.String("to", phone.Mask(to)), zap.String("route", string(rcpt.Route)), zap.Int("parts", rcpt.Parts))
+	cl.conn.metrics.Message(metrics.Out, string(rcpt.Route), "accepted")
+	if rcpt.Route != fallback.RouteSMS {
+		cl.conn.sending.forget(string(msg.Event.ID))
+	}
 	msgID := networkid.MessageID("out:" + string(msg.Event.ID))
 	if rcpt.Route == fallback.RouteRCS {
 		msgID = networkid.MessageID(rcsOutPrefix + rcpt.RemoteID)

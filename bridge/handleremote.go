@@ -21,6 +21,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/tapback"
 	"github.com/bubbled/bubbled/fallback"
+	"github.com/bubbled/bubbled/metrics"
 )
 
 // handleremote.go holds every network -> Matrix path. The line and the RCS
@@ -62,7 +63,12 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 	}
 	res := cl.login.QueueRemoteEvent(evt)
 	if err := remoteEventError(res); err != nil {
+		cl.conn.metrics.Message(metrics.In, "sms", "retried")
 		return fmt.Errorf("bridge SMS %s into Matrix: %w", m.ID, err)
+	}
+	if !res.Ignored {
+		cl.conn.metrics.Message(metrics.In, "sms", "bridged")
+		cl.conn.metrics.Parts(metrics.In, cl.modemKey, m.Parts)
 	}
 	cl.log.Debug("bridged SMS", zap.String("sms_id", m.ID), zap.Bool("duplicate", res.Ignored))
 	return nil
@@ -132,6 +138,7 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 		log.Warn("dropped an SMS outcome: its room is gone")
 		return nil
 	}
+	cl.countOutcome(o)
 	login := cl.login
 	if other := cl.conn.br.GetCachedUserLoginByID(portal.Receiver); other != nil {
 		login = other
@@ -176,6 +183,23 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 		log.Warn("SMS did not go through", zap.String("reason", o.Reason))
 	}
 	return nil
+}
+
+// countOutcome counts an SMS outcome, its parts and, once sent, the time
+// since the Matrix event.
+func (cl *Client) countOutcome(o sms.Outcome) {
+	switch o.Kind {
+	case sms.OutcomeSent:
+		cl.conn.metrics.Parts(metrics.Out, cl.modemKey, o.Parts)
+		if took, ok := cl.conn.sending.took(o.MessageID, o.At); ok {
+			cl.conn.metrics.SendLatency("sms", took)
+		}
+	case sms.OutcomeQueued, sms.OutcomeHeld:
+		return
+	default:
+		cl.conn.sending.forget(o.MessageID)
+	}
+	cl.conn.metrics.Message(metrics.Out, "sms", string(o.Kind))
 }
 
 // handleCall posts a missed-call notice in the caller's room (made if

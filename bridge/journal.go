@@ -192,3 +192,7 @@ func (l *Listener) extras(txn *aslistener.Transaction) {
 		}
 	}
 }
+
+// Backlog counts the journaled events not handled yet (for the
+// bubbled_journal_backlog gauge).
+func (l *Listener) Backlog(ctx context.Context) (int, error) { return l.journal.Backlog(ctx) }

@@ -77,6 +77,8 @@ type Config struct {
 	Log Log
 	// API is the HTTP send API (key api).
 	API API
+	// Metrics is the metrics and health listener (key metrics).
+	Metrics Metrics
 	// Path is the absolute path of the file the config was loaded from.
 	Path string
 	// Warnings lists non-fatal findings for the operator: unknown keys,
@@ -404,6 +406,18 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// Metrics is bubbled's metrics section (key metrics): the listener that
+// serves /metrics (Prometheus), /healthz and /readyz.
+type Metrics struct {
+	// Listen is host:port of the listener (default 127.0.0.1:9466, loopback
+	// only); "" turns the listener off.
+	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on the listener
+	// (default false). Profiles show message contents in memory: keep the
+	// listener on loopback when it is on.
+	Pprof bool `yaml:"pprof"`
+}
+
 // LoadOptions adjusts [Load]. The zero value is the normal behaviour.
 type LoadOptions struct {
 	// ReadOnly forbids writing generated secrets back to the file. Secrets
@@ -476,8 +490,10 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	b.decodeNetwork(root, &cfg.Network, &problems)
 	b.decodeSection(root, "log", &cfg.Log, &problems)
 	b.decodeSection(root, "api", &cfg.API, &problems)
+	b.decodeSection(root, "metrics", &cfg.Metrics, &problems)
 	cfg.Bridge.Backfill = cfg.Backfill
 	cfg.Database.URI = resolveSQLitePath(cfg.Database.Type, cfg.Database.URI, filepath.Dir(abs))
+	cfg.Database.URI = withStatementCache(cfg.Database.Type, cfg.Database.URI)
 
 	problems.merge(cfg.validate())
 	warnings.merge(cfg.warnings())

@@ -78,7 +78,7 @@ func TestLoadExampleConfig(t *testing.T) {
 		{"appservice.bot.username", cfg.AppService.Bot.Username, "smsbot"},
 		{"appservice.ephemeral_events", cfg.AppService.EphemeralEvents, true},
 		{"database.type", cfg.Database.Type, "sqlite3-fk-wal"},
-		{"database.uri", cfg.Database.URI, "file:" + filepath.Join(filepath.Dir(path), "bubbled.db") + "?_txlock=immediate"},
+		{"database.uri", cfg.Database.URI, "file:" + filepath.Join(filepath.Dir(path), "bubbled.db") + "?_txlock=immediate&_stmt_cache_size=64"},
 		{"encryption.allow", cfg.Encryption.Allow, true},
 		{"encryption.default", cfg.Encryption.Default, true},
 		{"network.default_region", cfg.Network.DefaultRegion, "US"},
@@ -91,6 +91,8 @@ func TestLoadExampleConfig(t *testing.T) {
 		{"sms.status_reports", cfg.Network.SMS.StatusReports, true},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format", cfg.Log.Format, "console"},
+		{"metrics.listen", cfg.Metrics.Listen, "127.0.0.1:9466"},
+		{"metrics.pprof", cfg.Metrics.Pprof, false},
 		{"permission count", len(cfg.Bridge.Permissions), 3},
 		{"admin level", *cfg.Bridge.Permissions["@admin:localhost"], bridgeconfig.PermissionLevelAdmin},
 		{"relay level", *cfg.Bridge.Permissions["*"], bridgeconfig.PermissionLevelRelay},
@@ -441,6 +443,20 @@ func TestLoadProblems(t *testing.T) {
 				return replace(t, s, "level: info", "level: loud", "format: console", "format: xml")
 			},
 			want: [][]string{{"log.level:", `"loud"`, "trace, debug, info, warn, error"}, {"log.format:", `"xml"`, "console or json"}},
+		},
+		{
+			name: "bad metrics listener",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "listen: 127.0.0.1:9466", "listen: metrics.lan")
+			},
+			want: [][]string{{"metrics.listen:", `"metrics.lan"`, "host:port"}},
+		},
+		{
+			name: "metrics listener host is a name",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, "listen: 127.0.0.1:9466", "listen: metrics.lan:9466")
+			},
+			want: [][]string{{"metrics.listen:", "not an IP address"}},
 		},
 		{
 			name: "bad appservice",
@@ -1227,6 +1243,21 @@ func TestAPIProblems(t *testing.T) {
 				}
 			}
 			t.Errorf("problems %v, want %s %q", err, tc.key, tc.want)
+		})
+	}
+}
+
+func TestWithStatementCache(t *testing.T) {
+	for _, tc := range []struct{ name, typ, uri, want string }{
+		{"adds to a query", "sqlite3-fk-wal", "file:/d/b.db?_txlock=immediate", "file:/d/b.db?_txlock=immediate&_stmt_cache_size=64"},
+		{"adds a query", "sqlite3-fk-wal", "/d/b.db", "/d/b.db?_stmt_cache_size=64"},
+		{"keeps the operator's size", "sqlite3-fk-wal", "file:b.db?_stmt_cache_size=8", "file:b.db?_stmt_cache_size=8"},
+		{"postgres untouched", "postgres", "postgres://u@h/db", "postgres://u@h/db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withStatementCache(tc.typ, tc.uri); got != tc.want {
+				t.Errorf("withStatementCache(%q) = %q, want %q", tc.uri, got, tc.want)
+			}
 		})
 	}
 }

@@ -56,6 +56,7 @@ func (c *Config) validate() []Problem {
 	c.validatePermissions(ch)
 	c.validateSecrets(ch)
 	c.validateLog(ch)
+	c.validateMetrics(ch)
 	c.validateNetwork(ch)
 	c.validateListener(ch)
 	c.validateAPI(ch)
@@ -210,6 +211,24 @@ func (c *Config) validateLog(ch *checker) {
 	}
 	if f := strings.ToLower(c.Log.Format); f != "console" && f != "json" {
 		ch.add([]string{"log", "format"}, q(c.Log.Format), "is not a log format", "write console or json")
+	}
+}
+
+func (c *Config) validateMetrics(ch *checker) {
+	l := c.Metrics.Listen
+	if l == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(l)
+	if err != nil {
+		ch.add([]string{"metrics", "listen"}, q(l), "is not host:port", "write e.g. 127.0.0.1:9466, or \"\" to turn the metrics listener off")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		ch.add([]string{"metrics", "listen"}, q(l), "has no valid port", "write a port from 1 to 65535, e.g. 127.0.0.1:9466")
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		ch.add([]string{"metrics", "listen"}, q(l), "has a host that is not an IP address", "write an IP address to listen on, e.g. 127.0.0.1 (or 0.0.0.0 inside a container)")
 	}
 }
 
@@ -779,6 +798,25 @@ func unknownEnvWarnings(v *viper.Viper, defs *defaults) []Problem {
 
 // resolveSQLitePath makes a relative SQLite file path in uri absolute,
 // relative to dir (the config file's directory).
+// sqliteStatementCache is how many prepared statements each SQLite
+// connection keeps. Without a cache go-sqlite3 prepares every query again;
+// that was about a tenth of the daemon's CPU per outbound message (the
+// outbox, outcome pump and journal run the same few statements).
+const sqliteStatementCache = 64
+
+// withStatementCache adds _stmt_cache_size to a SQLite URI that does not
+// set it.
+func withStatementCache(dbType, uri string) string {
+	if dbType != "sqlite3-fk-wal" || strings.Contains(uri, "_stmt_cache_size=") {
+		return uri
+	}
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + "_stmt_cache_size=" + strconv.Itoa(sqliteStatementCache)
+}
+
 func resolveSQLitePath(dbType, uri, dir string) string {
 	if !strings.HasPrefix(dbType, "sqlite") && dbType != "litestream" {
 		return uri

@@ -23,6 +23,11 @@
 #   - the bridge starts from that config without a homeserver: it migrates its
 #     SQLite database in /data (cgo) and opens the appservice listener; it is
 #     stopped after a few seconds.
+#   - the image has a HEALTHCHECK (`bubbled health`, GET /readyz), and it
+#     passes: with a real Dendrite on the host (bridge/dendritetest/cmd/
+#     run-dendrite) and the container on the host's network, `podman
+#     healthcheck run` turns healthy once the bridge is up, and unhealthy
+#     after Dendrite is stopped (/readyz names the homeserver).
 #   - docker/compose.yaml loads with compose-go (the loader of Docker Compose
 #     v2: schema, interpolation, consistency), fetched through the Go module
 #     proxy; SKIP if that cannot be fetched.
@@ -164,7 +169,8 @@ fi
 # --- build --------------------------------------------------------------------
 step "podman build -f docker/Dockerfile"
 t=$SECONDS
-if "${P[@]}" build -f "$SRC/docker/Dockerfile" \
+# --format docker: OCI images cannot carry HEALTHCHECK, podman would drop it.
+if "${P[@]}" build --format docker -f "$SRC/docker/Dockerfile" \
      --build-arg BUILDER_IMAGE=$BUILDER --build-arg RUNTIME_IMAGE=$BASE \
      --build-arg VERSION=$VERSION \
      -v "$MODCACHE:/go/pkg/mod:O" \
@@ -176,7 +182,10 @@ else
   bad "docker/Dockerfile builds"
   echo; echo "$pass passed, $fail failed"; exit 1
 fi
-R=("${P[@]}" run --rm --network none)
+# --no-healthcheck: without systemd, podman prints an error about the image's
+# HEALTHCHECK timer into the output of every run; the health check has its
+# own step below (podman healthcheck run).
+R=("${P[@]}" run --rm --network none --no-healthcheck)
 
 # --- checks -------------------------------------------------------------------
 step "checks"
@@ -219,6 +228,45 @@ if [ $rc = 124 ] && [ -s "$d/bubbled.db" ] && grep -q 'Upgrading database' "$WOR
 else
   tail -20 "$WORK/run.log"; bad "the bridge start (exit $rc)"
 fi
+
+step "health check"
+hc=$("${P[@]}" image inspect --format '{{if .Config.Healthcheck}}{{json .Config.Healthcheck.Test}}{{end}}' $IMAGE)
+[[ $hc == *'"health"'* ]] && ok "image HEALTHCHECK: $hc" || bad "image HEALTHCHECK missing or unexpected: '$hc'"
+health_check() {
+  local hd=$WORK/health hsport=$((20000 + RANDOM % 10000)) asport=$((30000 + RANDOM % 5000)) mport=$((35000 + RANDOM % 5000))
+  local name=bubbled-health-check-$$ i state
+  mkdir -p "$hd"; cp "$SRC/example-config.yaml" "$hd/config.yaml"; chown -R 1337 "$hd"
+  local HENV=(-e BUBBLED_HOMESERVER__ADDRESS=http://127.0.0.1:$hsport -e BUBBLED_APPSERVICE__ADDRESS=http://127.0.0.1:$asport
+              -e BUBBLED_APPSERVICE__HOSTNAME=127.0.0.1 -e BUBBLED_APPSERVICE__PORT=$asport -e BUBBLED_METRICS__LISTEN=127.0.0.1:$mport)
+  local H=("${P[@]}" run --network host -v "$hd:/data" "${HENV[@]}")
+  "${H[@]}" --rm $IMAGE -c /data/config.yaml -g -r /data/registration.yaml > "$WORK/health-g.log" 2>&1 \
+    || { cat "$WORK/health-g.log"; bad "health check: -g"; return; }
+  (cd "$REPO" && go build -o "$WORK/run-dendrite" ./bridge/dendritetest/cmd/run-dendrite) \
+    || { bad "health check: build run-dendrite"; return; }
+  "$WORK/run-dendrite" -port $hsport -reg "$hd/registration.yaml" > "$WORK/dendrite.out" 2>&1 &
+  local dpid=$!
+  for i in $(seq 120); do grep -q '^http' "$WORK/dendrite.out" && break; sleep 1; done
+  grep -q '^http' "$WORK/dendrite.out" || { tail "$WORK/dendrite.out"; kill $dpid; bad "health check: Dendrite did not start"; return; }
+  "${H[@]}" -d --name $name $IMAGE -c /data/config.yaml --ignore-unsupported-server > /dev/null
+  state=unhealthy
+  for i in $(seq 60); do
+    if "${P[@]}" healthcheck run $name > /dev/null 2>&1; then state=healthy; break; fi
+    sleep 2
+  done
+  [ $state = healthy ] && ok "healthy with Dendrite up (podman healthcheck run, after ~$((i*2))s)" \
+    || { "${P[@]}" logs $name 2>&1 | tail -20; bad "health check never passed"; }
+  kill $dpid; wait $dpid 2>/dev/null || true
+  state=healthy
+  for i in $(seq 30); do
+    if ! "${P[@]}" healthcheck run $name > /dev/null 2>&1; then state=unhealthy; break; fi
+    sleep 2
+  done
+  local body; body=$("${P[@]}" exec $name /usr/local/bin/bubbled health -c /data/config.yaml 2>&1 || true)
+  [[ $state == unhealthy && $body == *'"check":"homeserver"'* ]] && ok "unhealthy once Dendrite is stopped: $body" \
+    || bad "health check after Dendrite stopped: $state $body"
+  "${P[@]}" rm -f $name > /dev/null 2>&1 || true
+}
+health_check
 
 step "compose.yaml"
 mkdir -p "$WORK/composecheck"

@@ -181,6 +181,10 @@ func (j *Journal) crash(w http.ResponseWriter) {
 	select {} // SIGKILL is not delivered synchronously
 }
 
+// Backlog counts the journaled events not handled yet (the
+// bubbled_journal_backlog gauge). Safe for concurrent use.
+func (j *Journal) Backlog(ctx context.Context) (int, error) { return j.store.backlog(ctx) }
+
 // Start starts the worker: it hands each journaled event, oldest first, to
 // handle, and deletes it once handle returns; events journaled before a
 // crash come first. Between batches it forgets transaction IDs older than

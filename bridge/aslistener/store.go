@@ -26,6 +26,8 @@ type store interface {
 	done(ctx context.Context, seq int64) error
 	// prune forgets transaction IDs seen before the cutoff.
 	prune(ctx context.Context, before int64) error
+	// backlog counts the stored events not handled yet.
+	backlog(ctx context.Context) (int, error)
 }
 
 // versionTable tracks the journal's schema version. Its name predates this
@@ -110,6 +112,11 @@ func (s *dbStore) done(ctx context.Context, seq int64) error {
 	return err
 }
 
+func (s *dbStore) backlog(ctx context.Context) (n int, err error) {
+	err = s.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_as_queue`).Scan(&n)
+	return n, err
+}
+
 func (s *dbStore) prune(ctx context.Context, before int64) error {
 	_, err := s.db.Exec(ctx, `DELETE FROM bubbled_as_txn WHERE received_at < $1`, before)
 	return err
@@ -154,6 +161,12 @@ func (s *memStore) done(_ context.Context, seq int64) error {
 		}
 	}
 	return nil
+}
+
+func (s *memStore) backlog(context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue), nil
 }
 
 func (s *memStore) prune(_ context.Context, before int64) error {

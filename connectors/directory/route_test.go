@@ -21,7 +21,10 @@ func TestRouterAdapter(t *testing.T) {
 	if err := d.SetLocal(nil); err != nil {
 		t.Fatal(err)
 	}
-	var dir fallback.Directory = directory.NewRouterAdapter(d)
+	var observed []directory.Source
+	var dir fallback.Directory = directory.NewRouterAdapter(d).WithObserver(func(r directory.Result, err error) {
+		observed = append(observed, r.Source)
+	})
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, number string
@@ -44,6 +47,9 @@ func TestRouterAdapter(t *testing.T) {
 				t.Fatalf("Lookup(%q) = %+v, %v; want %+v", tc.number, got, err, tc.want)
 			}
 		})
+	}
+	if len(observed) != 3 || observed[0] != directory.SourceStatic || observed[1] != directory.SourceNone {
+		t.Errorf("the observer saw %v; want every answer (static, none, and the failed one)", observed)
 	}
 	inv, ok := dir.(fallback.Invalidator)
 	if !ok {

@@ -97,6 +97,10 @@ type WebhookConfig struct {
 	// request of an interval gets a line, the rest one summary line with
 	// their count; default 1 minute.
 	LogEvery time.Duration
+	// OnReject, if set, is told of every request refused before it was
+	// stored (provider "" for unknown paths), e.g. for a metrics counter.
+	// It runs on the request's goroutine and must not block.
+	OnReject func(provider string, status int)
 }
 
 // replaySkew is how far ahead of bubbled's clock a provider's event times
@@ -400,6 +404,9 @@ func (h *WebhookHandler) reject(w http.ResponseWriter, r *http.Request, provider
 		zap.String("path", r.URL.Path), zap.String("remote_addr", r.RemoteAddr))
 	if err != nil {
 		fields = append(fields, zap.Error(err))
+	}
+	if h.cfg.OnReject != nil {
+		h.cfg.OnReject(provider, status)
 	}
 	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
 		h.log.Info(msg, fields...)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,14 @@ type webhookEnv struct {
 	events  chan Event
 	mu      sync.Mutex
 	failing func(ev Event) error // consumer failure script; nil = accept
+	rejects []string             // what OnReject was told, "provider status"; guarded by mu
+}
+
+// rejected returns what OnReject was told so far.
+func (e *webhookEnv) rejected() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.rejects)
 }
 
 type envOptions struct {
@@ -82,6 +91,11 @@ func newWebhookEnv(t *testing.T, o envOptions) *webhookEnv {
 		Logger: log,
 		Clock:  e.clock,
 		Retry:  o.retry,
+		OnReject: func(provider string, status int) {
+			e.mu.Lock()
+			e.rejects = append(e.rejects, fmt.Sprintf("%s %d", provider, status))
+			e.mu.Unlock()
+		},
 	})
 	if err != nil {
 		t.Fatalf("NewWebhookHandler: %v", err)
@@ -215,6 +229,9 @@ func TestWebhookRBMSignature(t *testing.T) {
 	}
 	if n := e.logs.FilterMessageSnippet("without X-Goog-Signature").Len(); n != 1 {
 		t.Errorf("logged %d missing-signature lines, want 1", n)
+	}
+	if got := e.rejected(); len(got) != 3 || got[0] != "rbm 401" {
+		t.Errorf("OnReject saw %v; want the 3 refused pushes as rbm 401", got)
 	}
 }
 

@@ -91,6 +91,16 @@ func (x *extras) status(ctx context.Context, last RecoveryStep) (*ModemStatus, e
 	}
 	st := &ModemStatus{State: x.currentState(), RSSI: 99, LastRecovery: last}
 	st.QueueLength, _ = x.store.queueLength(ctx)
+	if err := x.readStatus(ctx, m, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// readStatus fills st from the modem: SIM, identity, operator,
+// registration, signal and SMSC. Only a lost or silent modem is an error;
+// what the modem refuses stays zero.
+func (k *link) readStatus(ctx context.Context, m *at.Session, st *ModemStatus) error {
 	first := func(cmd string) (string, error) {
 		info, err := m.Command(ctx, cmd, 0)
 		if err != nil {
@@ -106,10 +116,10 @@ func (x *extras) status(ctx context.Context, last RecoveryStep) (*ModemStatus, e
 	fatal := func(err error) bool {
 		return errors.Is(err, ErrClosed) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnresponsive) || ctx.Err() != nil
 	}
-	if s, err := x.pinStatus(ctx, m); err == nil {
+	if s, err := k.pinStatus(ctx, m); err == nil {
 		st.SIM = s
 	} else if fatal(err) {
-		return nil, fmt.Errorf("read modem status: %w", err)
+		return fmt.Errorf("read modem status: %w", err)
 	}
 	for _, f := range []struct {
 		cmd string
@@ -117,7 +127,7 @@ func (x *extras) status(ctx context.Context, last RecoveryStep) (*ModemStatus, e
 	}{{"+CGMI", &st.Manufacturer}, {"+CGMM", &st.Model}, {"+CGMR", &st.Revision}, {"+CGSN", &st.IMEI}} {
 		v, err := first(f.cmd)
 		if fatal(err) {
-			return nil, fmt.Errorf("read modem status: %w", err)
+			return fmt.Errorf("read modem status: %w", err)
 		}
 		*f.dst = strings.TrimSpace(strings.TrimPrefix(v, f.cmd[1:]+":"))
 	}
@@ -150,7 +160,7 @@ func (x *extras) status(ctx context.Context, last RecoveryStep) (*ModemStatus, e
 			}
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // signal maps a +CSQ <rssi> to dBm (27.007: 0 = -113 dBm or less, 31 =

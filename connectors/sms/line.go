@@ -287,6 +287,10 @@ func (l *Line) Enqueue(ctx context.Context, msg OutMessage) error { return l.out
 // QueueLength returns the number of messages in the outbox not sent yet.
 func (l *Line) QueueLength(ctx context.Context) (int, error) { return l.store.queueLength(ctx) }
 
+// OldestQueued returns when the oldest outbound message still queued was
+// enqueued (on the line's clock), or the zero time when the queue is empty.
+func (l *Line) OldestQueued(ctx context.Context) (time.Time, error) { return l.store.oldestQueued(ctx) }
+
 // LastRecovery returns the rung that brought the modem back the last time
 // it needed recovering (RecoveryNone if it never did).
 func (l *Line) LastRecovery() RecoveryStep { return l.care.last() }

@@ -234,6 +234,17 @@ func (s *store) queueLength(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// oldestQueued returns when the oldest queued message was enqueued; the zero
+// time when none is queued.
+func (s *store) oldestQueued(ctx context.Context) (time.Time, error) {
+	var ms sql.NullInt64
+	err := s.db.QueryRow(ctx, `SELECT MIN(enqueued_at) FROM bubbled_sms_outbox WHERE line_id=$1 AND state=$2`, s.line, msgQueued).Scan(&ms)
+	if err != nil || !ms.Valid {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms.Int64), nil
+}
+
 // outParts loads the parts of message id in order.
 func (s *store) outParts(ctx context.Context, id string) ([]outPart, error) {
 	rows, err := s.db.Query(ctx, `SELECT seq, pdu, tpdu_len, state, mr FROM bubbled_sms_outbox_part

@@ -301,8 +301,14 @@ func TestOutboxIdempotentAndResume(t *testing.T) {
 	if n, err := o.line.QueueLength(testCtx(t)); err != nil || n != 2 {
 		t.Fatalf("queue length %d, %v", n, err)
 	}
+	if oldest, err := o.line.OldestQueued(testCtx(t)); err != nil || oldest.IsZero() || time.Since(oldest) > time.Minute {
+		t.Fatalf("oldest queued %v, %v; want the first enqueue's time", oldest, err)
+	}
 	o.open(t)
 	o.out.wait(t, "$b", OutcomeSent)
+	if oldest, err := o.line.OldestQueued(testCtx(t)); err != nil || !oldest.IsZero() {
+		t.Errorf("oldest queued %v, %v after all were sent; want the zero time", oldest, err)
+	}
 	sent := o.sim.Sent()
 	if len(sent) != 2 || sent[0].Text != "one" || sent[1].Text != longGSM {
 		t.Errorf("sim sent %+v", sent)
