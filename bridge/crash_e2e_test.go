@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -18,6 +19,16 @@ func (e *env) killBubbled() {
 	_ = e.proc.Process.Kill()
 	<-e.procDone
 	e.proc = nil
+}
+
+// sortedKeys lists the message indices a kill followed.
+func sortedKeys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestCrashDurability sends messages from Matrix while bubbled is killed
@@ -64,17 +75,18 @@ func TestCrashDurability(t *testing.T) {
 		for _, s := range e.sim.Sent() {
 			got[s.Text]++
 		}
-		missing := 0
+		var missing []int
 		for i := 0; i < n; i++ {
 			if got[fmt.Sprintf("crash test message %04d", i)] == 0 {
-				missing++
+				missing = append(missing, i)
 			}
 		}
-		if missing == 0 {
+		if len(missing) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages never reached the modem after %d kills; log:\n%s", missing, n, kills, e.tail())
+			t.Fatalf("%d of %d messages never reached the modem after %d kills (missing %v, kills after %v); log:\n%s",
+				len(missing), n, kills, missing, sortedKeys(killAt), e.tail())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

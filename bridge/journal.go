@@ -164,7 +164,36 @@ func (l *Listener) handle(ctx context.Context, e aslistener.Entry) {
 		l.mx.AS.ToDeviceEvents <- evt
 		return
 	}
+	if !l.waitForSession(ctx, evt) {
+		return // stopping: the event stays journaled
+	}
 	l.mx.EventProcessor.Dispatch(ctx, evt)
+}
+
+// sessionWait is how long the worker holds an encrypted event whose Megolm
+// session has not arrived yet (Dendrite hands room keys to the bot's /sync,
+// which may lag behind the transaction). bridgev2 itself waits 25 s more.
+const sessionWait = 30 * time.Second
+
+// waitForSession holds an encrypted event until its Megolm session is
+// known, so that it is decrypted while it is still journaled: bridgev2
+// waits for a missing session in a goroutine of its own, after Dispatch has
+// returned and the event has left the journal, and a crash or a late key
+// then lost it. It reports false only when ctx ended (bubbled stops).
+func (l *Listener) waitForSession(ctx context.Context, evt *event.Event) bool {
+	c, ok := evt.Content.Parsed.(*event.EncryptedEventContent)
+	if !ok || l.mx.Crypto == nil || c.SessionID == "" {
+		return true
+	}
+	if l.mx.Crypto.WaitForSession(ctx, evt.RoomID, c.SenderKey, c.SessionID, sessionWait) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	l.log.Warn("handing over an encrypted event whose room key has not arrived", zap.String("event_id", evt.ID.String()),
+		zap.Duration("waited", sessionWait))
+	return true
 }
 
 // extras passes a transaction's MSC3202 device lists and one-time key

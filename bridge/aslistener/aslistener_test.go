@@ -256,6 +256,39 @@ func TestJournalSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestStopWhileHandlingKeepsTheEvent: an event whose handler is still
+// waiting (for a Megolm session) when bubbled stops is not deleted: its
+// context ends, and the next start hands it over again.
+func TestStopWhileHandlingKeepsTheEvent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	first := newJournal(t, openDB(t, path), Options{})
+	put(t, Handler(token, 1<<20, first, nil, zaptest.NewLogger(t)), "w1", "Bearer "+token, txnBodyOf(msg("$w", "@a:x", "waiting for its key")))
+	waiting := make(chan struct{})
+	first.Start(context.Background(), func(ctx context.Context, _ Entry) {
+		close(waiting)
+		<-ctx.Done() // as a session wait does when Stop ends it
+	})
+	<-waiting
+	if err := first.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pending(t, first)); n != 1 {
+		t.Fatalf("%d events journaled after a stop mid-event, want 1", n)
+	}
+	second := newJournal(t, openDB(t, path), Options{})
+	handled := make(chan string, 1)
+	second.Start(context.Background(), func(_ context.Context, e Entry) { handled <- string(e.Raw) })
+	defer func() { _ = second.Stop(context.Background()) }()
+	select {
+	case raw := <-handled:
+		if !strings.Contains(raw, "waiting for its key") {
+			t.Fatalf("handled %s", raw)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the event was not handed over again after the restart")
+	}
+}
+
 // TestFailpointAfterAck: the failpoint fires once, after the homeserver has
 // its 200, before the worker sees the message.
 func TestFailpointAfterAck(t *testing.T) {

@@ -186,7 +186,8 @@ func (j *Journal) crash(w http.ResponseWriter) {
 func (j *Journal) Backlog(ctx context.Context) (int, error) { return j.store.backlog(ctx) }
 
 // Start starts the worker: it hands each journaled event, oldest first, to
-// handle, and deletes it once handle returns; events journaled before a
+// handle, and deletes it once handle returns (unless Stop ended handle's
+// context meanwhile: then it stays for the next start); events journaled before a
 // crash come first. Between batches it forgets transaction IDs older than
 // a week (at most hourly). Stop ends it.
 func (j *Journal) Start(ctx context.Context, handle func(context.Context, Entry)) {
@@ -207,6 +208,18 @@ func (j *Journal) prune(ctx context.Context, last *time.Time) {
 // run is the worker goroutine; it owns the reading and deleting of entries.
 func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) {
 	defer close(j.done)
+	// handle gets a context that ends with Stop, so that an event waiting
+	// for something (a Megolm session) gives up, and is kept for the next
+	// start instead of being deleted half-handled.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-j.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var pruned time.Time
 	for {
 		j.prune(ctx, &pruned)
@@ -233,6 +246,9 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 			default:
 			}
 			handle(ctx, e)
+			if ctx.Err() != nil {
+				return // stopped while handling it: it stays journaled
+			}
 			if err := j.store.done(ctx, e.Seq); err != nil {
 				j.opts.Log.Error("failed to delete a handled event from the journal; it may be handled again", zap.Error(err))
 				if !j.sleep(time.Second) {
