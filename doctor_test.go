@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/bubbled/bubbled/bridge/dendritetest"
+	"github.com/bubbled/bubbled/bridge/metrics"
 	"github.com/bubbled/bubbled/connectors/sms/at"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
-	"github.com/bubbled/bubbled/metrics"
 )
 
 // TestDoctor runs "bubbled doctor" through run() against a real Dendrite

@@ -28,9 +28,9 @@ import (
 	"maunium.net/go/mautrix/bridgev2/matrix"
 
 	"github.com/bubbled/bubbled/bridge"
+	"github.com/bubbled/bubbled/bridge/doctor"
+	"github.com/bubbled/bubbled/bridge/metrics"
 	"github.com/bubbled/bubbled/config"
-	"github.com/bubbled/bubbled/doctor"
-	"github.com/bubbled/bubbled/metrics"
 )
 
 // Version is set at link time: -ldflags "-X main.Version=v0.1.0".

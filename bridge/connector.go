@@ -22,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/bubbled/bubbled/bridge/metrics"
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/contacts"
@@ -33,7 +34,6 @@ import (
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
-	"github.com/bubbled/bubbled/metrics"
 )
 
 // Connector is the bridgev2 NetworkConnector of bubbled. Create it with New;

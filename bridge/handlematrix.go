@@ -13,12 +13,12 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/bubbled/bubbled/bridge/metrics"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 	"github.com/bubbled/bubbled/connectors/tapback"
 	"github.com/bubbled/bubbled/fallback"
-	"github.com/bubbled/bubbled/metrics"
 )
 
 // handlematrix.go holds every Matrix -> network handler: messages, read

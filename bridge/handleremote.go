@@ -16,12 +16,12 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/bubbled/bubbled/bridge/metrics"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/tapback"
 	"github.com/bubbled/bubbled/fallback"
-	"github.com/bubbled/bubbled/metrics"
 )
 
 // handleremote.go holds every network -> Matrix path. The line and the RCS

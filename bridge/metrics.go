@@ -8,9 +8,9 @@ import (
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
 
+	"github.com/bubbled/bubbled/bridge/metrics"
 	"github.com/bubbled/bubbled/connectors/directory"
 	"github.com/bubbled/bubbled/connectors/sms"
-	"github.com/bubbled/bubbled/metrics"
 )
 
 // metrics.go wires the pure packages' hooks to package metrics and answers
