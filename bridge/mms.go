@@ -90,7 +90,7 @@ func (c *Connector) newMMSInbox(cl *Client) (*mms.Inbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MMS of modem %s: %w", cl.modem.ID, err)
 	}
-	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client, OnDeliveryReport: cl.handleMMSReport},
+	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client, OnDeliveryReport: cl.handleMMSReport, OnSent: cl.mmsSent},
 		c.br.DB.Database, cl.log, cl.handleMMS), nil
 }
 
@@ -207,8 +207,9 @@ func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 	return &bridgev2.ConvertedMessagePart{ID: networkid.PartID(fmt.Sprintf("media%d", i)), Type: event.EventMessage, Content: content}, nil
 }
 
-// mmsOutPrefix marks our MMS in the bridgev2 database: "mmsout:<MMSC
-// Message-ID>", so that m-delivery-ind finds its message.
+// mmsOutPrefix marks our MMS in the bridgev2 database: "mmsout:<Matrix
+// event ID>", the key of its send queue row, which maps the MMSC's
+// Message-ID back for m-delivery-ind.
 const mmsOutPrefix = "mmsout:"
 
 // sendGroupMMS sends what the owner wrote in a group room as one
@@ -236,17 +237,39 @@ func (cl *Client) sendGroupMMS(ctx context.Context, msg *bridgev2.MatrixMessage,
 	if err != nil {
 		return nil, fail(err, "Too large for MMS even after shrinking, so nothing was sent ("+err.Error()+").")
 	}
-	msgID, err := cl.mms.Client().Send(ctx, req)
-	var se *mms.SendError
-	switch {
-	case errors.As(err, &se) && !se.Temporary():
-		return nil, fail(err, "The carrier refused the picture message: "+se.Reason()+".")
-	case err != nil:
+	// Stored before the answer; the line's worker posts it (mmsSent).
+	if err := cl.mms.Send(ctx, string(msg.Event.ID), req); err != nil {
 		return nil, bridgev2.WrapErrorInStatus(err).WithErrorReason(event.MessageStatusNetworkError).WithStatus(event.MessageStatusRetriable).
-			WithSendNotice(true).WithMessage(fmt.Sprintf("The MMS did not go out (%v). Try again in a moment.", err))
+			WithSendNotice(true).WithMessage(fmt.Sprintf("The MMS could not be queued (%v). Try again in a moment.", err))
 	}
-	cl.log.Info("sent group MMS", zap.Int("recipients", len(to)), zap.Int("files", len(files)), zap.String("mms_message_id", msgID))
-	return &bridgev2.MatrixMessageResponse{DB: &database.Message{ID: networkid.MessageID(mmsOutPrefix + msgID)}}, nil
+	cl.log.Info("queued group MMS", zap.Int("recipients", len(to)), zap.Int("files", len(files)))
+	return &bridgev2.MatrixMessageResponse{DB: &database.Message{ID: networkid.MessageID(mmsOutPrefix + string(msg.Event.ID))}}, nil
+}
+
+// mmsSent is the Inbox's OnSent: a refusal or a give-up marks the Matrix
+// message failed, with a notice in words. An error asks again later (the
+// message may not be stored yet when the MMSC answers at once).
+func (cl *Client) mmsSent(ctx context.Context, res mms.SendResult) error {
+	if res.Err == nil {
+		return nil
+	}
+	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+res.Key))
+	if err != nil || msg == nil {
+		return fmt.Errorf("find the failed MMS %s: %w", res.Key, err)
+	}
+	portal, err := cl.conn.br.GetExistingPortalByKey(ctx, msg.Room)
+	if err != nil || portal == nil {
+		return fmt.Errorf("find the room of the failed MMS %s: %w", res.Key, err)
+	}
+	text := fmt.Sprintf("⚠️ Your picture message (MMS) did not go out: %v.", res.Err)
+	var se *mms.SendError
+	if errors.As(res.Err, &se) {
+		text = "⚠️ The carrier refused your picture message (MMS): " + se.Reason() + "."
+	}
+	cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusFail, ErrorReason: event.MessageStatusNetworkError,
+		Message: res.Err.Error(), IsCertain: true}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
+	cl.conn.notice(ctx, portal, text)
+	return nil
 }
 
 // mmsContent turns a Matrix message into the text and files of an MMS.
@@ -285,7 +308,11 @@ func (cl *Client) handleMMSReport(ctx context.Context, messageID, to string, sta
 		cl.log.Info("MMS not delivered to a member", zap.String("mms_message_id", messageID), zap.Stringer("status", status))
 		return nil
 	}
-	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+messageID))
+	key, err := cl.mms.SentKey(ctx, messageID)
+	if err != nil {
+		return err
+	}
+	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+key))
 	if err != nil {
 		return fmt.Errorf("find the MMS of a delivery report: %w", err)
 	}

@@ -249,3 +249,43 @@ func TestMMSKilledBeforeFetch(t *testing.T) {
 		t.Errorf("delivered %d times, want 1", n)
 	}
 }
+
+// TestMMSSendQueuedAcrossKill: a group reply the MMSC keeps refusing with a
+// transient status is stored; bubbled is killed (SIGKILL) while it waits
+// to retry, and after the restart the MMSC accepts exactly one m-send-req.
+// A permanent refusal then fails the message with a notice in words.
+func TestMMSSendQueuedAcrossKill(t *testing.T) {
+	e, f := newMMSEnv(t)
+	alice := e.newUser("alice")
+	e.login(alice)
+	a, b := "+15551230001", "+15551230002"
+	push, _ := f.Hold(mmscfake.Message{From: a, To: []string{lineNumber, b}, Text: "group hello"})
+	if err := e.sim.DeliverWAPPush(a, push); err != nil {
+		t.Fatal(err)
+	}
+	_, group := alice.waitMessage(120*time.Second, ghostMXID(a), func(s string) bool { return s == "group hello" })
+	f.Refuse(0xC0, "busy")
+	if _, err := alice.cli.SendText(context.Background(), group, "queued reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("a refused post", 60*time.Second, func() bool { return f.SendPosts() >= 1 })
+	e.killBubbled()
+	f.Refuse(0, "")
+	e.startBubbled()
+	alice.waitFor("the reply at the MMSC", 120*time.Second, func() bool { return len(f.SendReqs()) == 1 })
+	time.Sleep(3 * time.Second)
+	if got := f.SendReqs(); len(got) != 1 || string(got[0].Parts[len(got[0].Parts)-1].Data) != "queued reply" {
+		t.Errorf("the MMSC accepted %d m-send-req, want exactly one with the reply", len(got))
+	}
+
+	f.Refuse(0xE1, "")
+	if _, err := alice.cli.SendText(context.Background(), group, "refused reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(120*time.Second, botMXID, func(s string) bool {
+		return strings.Contains(s, "refused your picture message") && strings.Contains(s, "not allowed on this SIM")
+	})
+	if n := len(f.SendReqs()); n != 1 {
+		t.Errorf("the MMSC accepted %d m-send-req, want 1", n)
+	}
+}

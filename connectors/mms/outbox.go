@@ -206,6 +206,15 @@ func (in *Inbox) report(ctx context.Context, it *outItem) error {
 }
 
 func (in *Inbox) sendLater(ctx context.Context, it *outItem, cause error) time.Time {
+	if it.state == outReport && in.cfg.Clock.Now().After(it.deadline) {
+		// The outcome is stored; a bridge that never takes it must not keep
+		// the row alive forever.
+		in.log.Error("dropped the outcome of an MMS the bridge never took", zap.String("key", it.key), zap.Error(cause))
+		if _, err := in.db.Exec(ctx, `UPDATE bubbled_mms_outbox SET state=$3 WHERE line_id=$1 AND send_key=$2`, in.cfg.LineID, it.key, stateDone); err != nil {
+			in.log.Error("failed to store MMS send step", zap.String("key", it.key), zap.Error(err))
+		}
+		return time.Time{}
+	}
 	it.attempts++
 	at := in.cfg.Clock.Now().Add(in.cfg.Retry.Delay(it.attempts, rand.Float64()))
 	in.log.Warn("failed an MMS send step; will retry", zap.String("key", it.key), zap.String("step", it.state),
