@@ -309,7 +309,7 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	if err := c.startRCS(ctx); err != nil {
 		return err
 	}
-	smsT := &sms.Transport{LineFor: c.lineFor}
+	smsT := &sms.Transport{LineFor: c.lineFor, MMS: c.sendMMS}
 	if c.cfg.SMS.Failover {
 		smsT.Failover = c.failoverLine
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // mms.go is the glue of the MMS receive path: the line's WAP pushes go to
@@ -270,6 +271,25 @@ func (cl *Client) mmsSent(ctx context.Context, res mms.SendResult) error {
 		Message: res.Err.Error(), IsCertain: true}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
 	cl.conn.notice(ctx, portal, text)
 	return nil
+}
+
+// sendMMS is the SMS route's way for files (sms.Transport.MMS): one
+// m-send-req to msg.To, queued on the line's MMS send queue under the
+// Matrix event ID.
+func (c *Connector) sendMMS(ctx context.Context, msg *fallback.Message) error {
+	cl := c.clientFor(networkid.UserLoginID(msg.Line))
+	if cl == nil || cl.mms == nil {
+		return fallback.Permanent(errors.New("SMS can only carry text and MMS is off on this line (network.mms.enabled)"))
+	}
+	caption, f := msg.Text, msg.File
+	if caption == f.Name {
+		caption = ""
+	}
+	req, err := mms.NewSendReq([]string{msg.To}, caption, []mms.Attachment{{Name: f.Name, Media: f.MIMEType, Data: f.Data}}, c.cfg.MMSFor(cl.modem).MaxSize)
+	if err != nil {
+		return fallback.Permanent(fmt.Errorf("too large for MMS even after shrinking: %w", err))
+	}
+	return fallback.Temporary(cl.mms.Send(ctx, msg.ID, req))
 }
 
 // mmsContent turns a Matrix message into the text and files of an MMS.

@@ -289,3 +289,50 @@ func TestMMSSendQueuedAcrossKill(t *testing.T) {
 		t.Errorf("the MMSC accepted %d m-send-req, want 1", n)
 	}
 }
+
+// TestMMSImageInDM: an image sent in the DM room of a contact who is not on
+// Matrix (no RCS) goes down the ladder to the SMS route, which carries it
+// as one m-send-req to that number; the modem sends no SMS.
+func TestMMSImageInDM(t *testing.T) {
+	e, f := newMMSEnv(t)
+	alice := e.newUser("alice")
+	e.login(alice)
+	if err := e.sim.Deliver(contactNumber, "hello, send me the photo"); err != nil {
+		t.Fatal(err)
+	}
+	_, room := alice.waitMessage(120*time.Second, ghostMXID(contactNumber), func(s string) bool { return s == "hello, send me the photo" })
+	ctx := context.Background()
+	file := attachment.NewEncryptedFile()
+	enc := append([]byte(nil), picture...)
+	file.EncryptInPlace(enc)
+	up, err := alice.cli.UploadBytes(ctx, enc, "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := &event.MessageEventContent{MsgType: event.MsgImage, Body: "here it is", FileName: "cat.jpg",
+		File: &event.EncryptedFileInfo{EncryptedFile: *file, URL: up.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/jpeg", Size: len(picture)}}
+	if _, err := alice.cli.SendMessageEvent(ctx, room, event.EventMessage, content); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("the image at the MMSC", 120*time.Second, func() bool { return len(f.SendReqs()) == 1 })
+	time.Sleep(2 * time.Second)
+	got := f.SendReqs()
+	if len(got) != 1 || len(got[0].To) != 1 || got[0].To[0] != contactNumber+"/TYPE=PLMN" {
+		t.Fatalf("MMSC got %d m-send-req (to %q), want one to %s", len(got), got[0].To, contactNumber)
+	}
+	var image, caption bool
+	for _, p := range got[0].Parts {
+		image = image || bytes.Equal(p.Data, picture)
+		caption = caption || string(p.Data) == "here it is"
+	}
+	if !image || !caption {
+		t.Errorf("m-send-req parts: image %v, caption %v", image, caption)
+	}
+	if n := len(e.sim.Sent()); n != 0 {
+		t.Errorf("the modem sent %d SMS for an image", n)
+	}
+	if pr := f.Problems(); len(pr) > 0 {
+		t.Errorf("fake MMSC found problems: %q", pr)
+	}
+}
