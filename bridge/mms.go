@@ -173,8 +173,7 @@ func convertMMS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 	return &bridgev2.ConvertedMessage{Parts: parts}, nil
 }
 
-// uploadPart uploads one attachment (encrypted in encrypted rooms) and
-// makes its message part.
+// uploadPart uploads one MMS attachment under a name it makes up if needed.
 func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, p mms.Part, i int) (*bridgev2.ConvertedMessagePart, error) {
 	mimeType := strings.ToLower(p.ContentType.Media)
 	if mimeType == "text/x-vcard" {
@@ -190,9 +189,15 @@ func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 			name += exts[0]
 		}
 	}
-	url, file, err := intent.UploadMedia(ctx, portal.MXID, p.Data, name, mimeType)
+	return uploadFile(ctx, portal, intent, p.Data, name, mimeType, networkid.PartID(fmt.Sprintf("media%d", i)))
+}
+
+// uploadFile uploads a received file (encrypted in encrypted rooms) and
+// makes its message part: m.image, m.video, m.audio or m.file.
+func uploadFile(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, data []byte, name, mimeType string, id networkid.PartID) (*bridgev2.ConvertedMessagePart, error) {
+	url, file, err := intent.UploadMedia(ctx, portal.MXID, data, name, mimeType)
 	if err != nil {
-		return nil, fmt.Errorf("upload MMS attachment %s: %w", name, err)
+		return nil, fmt.Errorf("upload the received file %s: %w", name, err)
 	}
 	msgType := event.MsgFile
 	switch {
@@ -204,8 +209,8 @@ func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 		msgType = event.MsgAudio
 	}
 	content := &event.MessageEventContent{MsgType: msgType, Body: name, FileName: name, URL: url, File: file,
-		Info: &event.FileInfo{MimeType: mimeType, Size: len(p.Data)}}
-	return &bridgev2.ConvertedMessagePart{ID: networkid.PartID(fmt.Sprintf("media%d", i)), Type: event.EventMessage, Content: content}, nil
+		Info: &event.FileInfo{MimeType: mimeType, Size: len(data)}}
+	return &bridgev2.ConvertedMessagePart{ID: id, Type: event.EventMessage, Content: content}, nil
 }
 
 // mmsOutPrefix marks our MMS in the bridgev2 database: "mmsout:<Matrix
@@ -262,14 +267,9 @@ func (cl *Client) mmsSent(ctx context.Context, res mms.SendResult) error {
 	if err != nil || portal == nil {
 		return fmt.Errorf("find the room of the failed MMS %s: %w", res.Key, err)
 	}
-	text := fmt.Sprintf("⚠️ Your picture message (MMS) did not go out: %v.", res.Err)
-	var se *mms.SendError
-	if errors.As(res.Err, &se) {
-		text = "⚠️ The carrier refused your picture message (MMS): " + se.Reason() + "."
-	}
 	cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusFail, ErrorReason: event.MessageStatusNetworkError,
 		Message: res.Err.Error(), IsCertain: true}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
-	cl.conn.notice(ctx, portal, text)
+	cl.conn.notice(ctx, portal, res.Notice())
 	return nil
 }
 

@@ -27,6 +27,18 @@ type SendResult struct {
 	Err error
 }
 
+// Notice says for the user why the MMS did not go out ("" when it did).
+func (r SendResult) Notice() string {
+	var se *SendError
+	switch {
+	case r.Err == nil:
+		return ""
+	case errors.As(r.Err, &se):
+		return "⚠️ The carrier refused your picture message (MMS): " + se.Reason() + "."
+	}
+	return fmt.Sprintf("⚠️ Your picture message (MMS) did not go out: %v.", r.Err)
+}
+
 // Outbox states: send (m-send-req stored, POST pending), report (m-send-conf
 // or the final error stored, OnSent pending), done.
 const (
