@@ -274,6 +274,7 @@ func (c *Connector) lineConfig(m config.Modem, ownNumber string) sms.Config {
 		MaxAttempts:       s.MaxAttempts,
 		WatchdogInterval:  s.WatchdogInterval,
 		ReassemblyTimeout: s.ReassemblyTimeout,
+		MMSBearer:         sms.Bearer{CID: c.cfg.MMSFor(m).BearerCID, APN: c.cfg.MMSFor(m).BearerAPN()},
 	}
 }
 

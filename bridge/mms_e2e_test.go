@@ -29,7 +29,7 @@ func newMMSEnv(t *testing.T) (*env, *mmscfake.Server) {
 	f := mmscfake.Start(mmscfake.Options{UserAgent: mmsUA})
 	t.Cleanup(f.Close)
 	e := newEnvWith(t, envOptions{sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
-		network: "  mms:\n    enabled: true\n    mmsc: " + f.URL() + "\n    user_agent: " + mmsUA + "\n"})
+		network: "  mms:\n    enabled: true\n    mmsc: " + f.URL() + "\n    user_agent: " + mmsUA + "\n    bearer: at\n    apn: mms.e2e\n    bearer_cid: 2\n"})
 	return e, f
 }
 
@@ -331,6 +331,9 @@ func TestMMSImageInDM(t *testing.T) {
 	}
 	if n := len(e.sim.Sent()); n != 0 {
 		t.Errorf("the modem sent %d SMS for an image", n)
+	}
+	if b := e.sim.Bearers(); b[2] != (modemsim.Bearer{APN: "mms.e2e", Active: true}) {
+		t.Errorf("MMS bearer (network.mms.bearer: at) is %+v, want context 2 active on mms.e2e", b)
 	}
 	if pr := f.Problems(); len(pr) > 0 {
 		t.Errorf("fake MMSC found problems: %q", pr)
