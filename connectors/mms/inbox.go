@@ -323,7 +323,8 @@ func (in *Inbox) hand(ctx context.Context, it *item) error {
 	if err := in.deliver(ctx, d); err != nil {
 		return fmt.Errorf("hand MMS to the bridge: %w", err)
 	}
-	return in.setState(ctx, it, stateRespond, in.cfg.Clock.Now())
+	// Recorded even when Stop came meanwhile: the bridge has it.
+	return in.setState(context.WithoutCancel(ctx), it, stateRespond, in.cfg.Clock.Now())
 }
 
 // respond sends m-notifyresp-ind: Retrieved, or Expired for a message we

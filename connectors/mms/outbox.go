@@ -190,7 +190,8 @@ func sendTemporary(err error) bool {
 
 // finish stores the outcome of the POST before anyone hears of it.
 func (in *Inbox) finish(ctx context.Context, it *outItem, messageID string, status ResponseStatus, errText string) error {
-	_, err := in.db.Exec(ctx, `UPDATE bubbled_mms_outbox SET state=$3, message_id=$4, status=$5, err_text=$6, attempts=0, next_at=$7
+	// Recorded even when Stop came meanwhile: the POST happened.
+	_, err := in.db.Exec(context.WithoutCancel(ctx), `UPDATE bubbled_mms_outbox SET state=$3, message_id=$4, status=$5, err_text=$6, attempts=0, next_at=$7
 		WHERE line_id=$1 AND send_key=$2`, in.cfg.LineID, it.key, outReport, messageID, int(status), errText, in.cfg.Clock.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("store the answer to MMS %s: %w", it.key, err)
@@ -213,7 +214,8 @@ func (in *Inbox) report(ctx context.Context, it *outItem) error {
 			return fmt.Errorf("report MMS %s to the bridge: %w", it.key, err)
 		}
 	}
-	_, err := in.db.Exec(ctx, `UPDATE bubbled_mms_outbox SET state=$3 WHERE line_id=$1 AND send_key=$2`, in.cfg.LineID, it.key, stateDone)
+	// Recorded even when Stop came meanwhile: the bridge has it.
+	_, err := in.db.Exec(context.WithoutCancel(ctx), `UPDATE bubbled_mms_outbox SET state=$3 WHERE line_id=$1 AND send_key=$2`, in.cfg.LineID, it.key, stateDone)
 	return err
 }
 
