@@ -63,7 +63,11 @@ func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) 
 	if cl.conn.rcs != nil && portalMeta(portal).LastRoute == "rcs" {
 		return withConversation(rcsFeatures(cl.conn.rcsMedia != nil), cl.conn.cfg.Conversation)
 	}
-	return withConversation(smsFeatures(cl.conn.cfg.SMS.MaxParts), cl.conn.cfg.Conversation)
+	f := smsFeatures(cl.conn.cfg.SMS.MaxParts)
+	if cl.mms != nil { // files go as MMS
+		f.ID, f.File = f.ID+".mms", mmsFeatures(cl.conn.cfg.MMSFor(cl.modem).MaxSize).File
+	}
+	return withConversation(f, cl.conn.cfg.Conversation)
 }
 
 // withConversation adds what network.conversation sends as text: reactions

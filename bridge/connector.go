@@ -280,6 +280,7 @@ func (c *Connector) lineConfig(m config.Modem, ownNumber string) sms.Config {
 		MaxAttempts:       s.MaxAttempts,
 		WatchdogInterval:  s.WatchdogInterval,
 		ReassemblyTimeout: s.ReassemblyTimeout,
+		MMSBearer:         sms.Bearer{CID: c.cfg.MMSFor(m).BearerCID, APN: c.cfg.MMSFor(m).BearerAPN()},
 	}
 }
 
@@ -315,7 +316,7 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	if err := c.startRCS(ctx); err != nil {
 		return err
 	}
-	smsT := &sms.Transport{LineFor: c.lineFor}
+	smsT := &sms.Transport{LineFor: c.lineFor, MMS: c.sendMMS}
 	if c.cfg.SMS.Failover {
 		smsT.Failover = c.failoverLine
 	}

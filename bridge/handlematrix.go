@@ -93,6 +93,8 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	msgID := networkid.MessageID("out:" + string(msg.Event.ID))
 	if rcpt.Route == fallback.RouteRCS {
 		msgID = networkid.MessageID(rcsOutPrefix + rcpt.RemoteID)
+	} else if file != nil { // MMS: refusals and delivery reports find it
+		msgID = networkid.MessageID(mmsOutPrefix + string(msg.Event.ID))
 	}
 	return &bridgev2.MatrixMessageResponse{
 		DB: &database.Message{
@@ -103,9 +105,9 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}, nil
 }
 
-// rcsFile makes a file message sendable by RCS: it downloads (and decrypts)
-// the Matrix file and stores it where the RCS provider can fetch it. Without
-// an RCS route that serves files, smsErr (SMS carries only text) stands.
+// rcsFile makes a file message sendable by RCS and MMS: it downloads (and
+// decrypts) the Matrix file and stores it where the RCS provider can fetch
+// it. Without RCS files or MMS, smsErr (SMS carries only text) stands.
 func (cl *Client) rcsFile(ctx context.Context, content *event.MessageEventContent, smsErr error) (*fallback.File, error) {
 	media := cl.conn.rcsMedia
 	switch content.MsgType {
@@ -113,7 +115,8 @@ func (cl *Client) rcsFile(ctx context.Context, content *event.MessageEventConten
 	default:
 		return nil, smsErr
 	}
-	if cl.conn.rcs == nil || media == nil {
+	rcs := cl.conn.rcs != nil && media != nil
+	if !rcs && cl.mms == nil {
 		return nil, smsErr
 	}
 	uri := content.URL
@@ -130,15 +133,17 @@ func (cl *Client) rcsFile(ctx context.Context, content *event.MessageEventConten
 	if content.Info != nil && content.Info.MimeType != "" {
 		mimeType = content.Info.MimeType
 	}
-	url, err := media.Put(ctx, mimeType, data)
-	if err != nil {
-		return nil, err
+	var url string
+	if rcs {
+		if url, err = media.Put(ctx, mimeType, data); err != nil {
+			return nil, err
+		}
 	}
 	name := content.FileName
 	if name == "" {
 		name = content.Body
 	}
-	return &fallback.File{URL: url, Name: name, MIMEType: mimeType, Size: int64(len(data))}, nil
+	return &fallback.File{URL: url, Name: name, MIMEType: mimeType, Size: int64(len(data)), Data: data}, nil
 }
 
 // smsText renders the text of a Matrix message for SMS.

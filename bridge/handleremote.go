@@ -336,12 +336,20 @@ func (c *Connector) rcsConversation(ctx context.Context, number string) (*bridge
 	return nil, nil, fmt.Errorf("an RCS message from a new contact waits: network.rcs.owner %s has no line logged in; log one in as that user", owner)
 }
 
-// convertRCS makes the Matrix message of an inbound RCS message.
+// convertRCS makes the Matrix message of an inbound RCS message; a file
+// becomes an upload (a link only when it cannot be fetched).
 func convertRCS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, e *rcs.MessageEvent) (*bridgev2.ConvertedMessage, error) {
 	body := e.Text
 	switch {
 	case e.File != nil:
-		body = fmt.Sprintf("%s (%s)", e.File.Name, e.File.URL)
+		data, err := e.File.Fetch(ctx, rcs.MaxInboundFile)
+		if err == nil {
+			part, err := uploadFile(ctx, portal, intent, data, e.File.Name, e.File.MIMEType, "")
+			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{part}}, err
+		} else if !errors.Is(err, rcs.ErrUnfetchable) {
+			return nil, err // the webhook worker hands it over again
+		}
+		body = fmt.Sprintf("%s (%s): bubbled could not fetch this file (%v)", e.File.Name, e.File.URL, err)
 	case e.Location != nil:
 		body = fmt.Sprintf("Location: geo:%f,%f", e.Location.Latitude, e.Location.Longitude)
 	}

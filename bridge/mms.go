@@ -19,6 +19,7 @@ import (
 	"github.com/bubbled/bubbled/connectors/mms"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
+	"github.com/bubbled/bubbled/fallback"
 )
 
 // mms.go is the glue of the MMS receive path: the line's WAP pushes go to
@@ -90,7 +91,7 @@ func (c *Connector) newMMSInbox(cl *Client) (*mms.Inbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MMS of modem %s: %w", cl.modem.ID, err)
 	}
-	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client, OnDeliveryReport: cl.handleMMSReport},
+	return mms.NewInbox(mms.InboxConfig{LineID: cl.modem.ID, Client: client, OnDeliveryReport: cl.handleMMSReport, OnSent: cl.mmsSent},
 		c.br.DB.Database, cl.log, cl.handleMMS), nil
 }
 
@@ -172,8 +173,7 @@ func convertMMS(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 	return &bridgev2.ConvertedMessage{Parts: parts}, nil
 }
 
-// uploadPart uploads one attachment (encrypted in encrypted rooms) and
-// makes its message part.
+// uploadPart uploads one MMS attachment under a name it makes up if needed.
 func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, p mms.Part, i int) (*bridgev2.ConvertedMessagePart, error) {
 	mimeType := strings.ToLower(p.ContentType.Media)
 	if mimeType == "text/x-vcard" {
@@ -189,9 +189,15 @@ func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 			name += exts[0]
 		}
 	}
-	url, file, err := intent.UploadMedia(ctx, portal.MXID, p.Data, name, mimeType)
+	return uploadFile(ctx, portal, intent, p.Data, name, mimeType, networkid.PartID(fmt.Sprintf("media%d", i)))
+}
+
+// uploadFile uploads a received file (encrypted in encrypted rooms) and
+// makes its message part: m.image, m.video, m.audio or m.file.
+func uploadFile(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, data []byte, name, mimeType string, id networkid.PartID) (*bridgev2.ConvertedMessagePart, error) {
+	url, file, err := intent.UploadMedia(ctx, portal.MXID, data, name, mimeType)
 	if err != nil {
-		return nil, fmt.Errorf("upload MMS attachment %s: %w", name, err)
+		return nil, fmt.Errorf("upload the received file %s: %w", name, err)
 	}
 	msgType := event.MsgFile
 	switch {
@@ -203,12 +209,13 @@ func uploadPart(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.Ma
 		msgType = event.MsgAudio
 	}
 	content := &event.MessageEventContent{MsgType: msgType, Body: name, FileName: name, URL: url, File: file,
-		Info: &event.FileInfo{MimeType: mimeType, Size: len(p.Data)}}
-	return &bridgev2.ConvertedMessagePart{ID: networkid.PartID(fmt.Sprintf("media%d", i)), Type: event.EventMessage, Content: content}, nil
+		Info: &event.FileInfo{MimeType: mimeType, Size: len(data)}}
+	return &bridgev2.ConvertedMessagePart{ID: id, Type: event.EventMessage, Content: content}, nil
 }
 
-// mmsOutPrefix marks our MMS in the bridgev2 database: "mmsout:<MMSC
-// Message-ID>", so that m-delivery-ind finds its message.
+// mmsOutPrefix marks our MMS in the bridgev2 database: "mmsout:<Matrix
+// event ID>", the key of its send queue row, which maps the MMSC's
+// Message-ID back for m-delivery-ind.
 const mmsOutPrefix = "mmsout:"
 
 // sendGroupMMS sends what the owner wrote in a group room as one
@@ -236,17 +243,53 @@ func (cl *Client) sendGroupMMS(ctx context.Context, msg *bridgev2.MatrixMessage,
 	if err != nil {
 		return nil, fail(err, "Too large for MMS even after shrinking, so nothing was sent ("+err.Error()+").")
 	}
-	msgID, err := cl.mms.Client().Send(ctx, req)
-	var se *mms.SendError
-	switch {
-	case errors.As(err, &se) && !se.Temporary():
-		return nil, fail(err, "The carrier refused the picture message: "+se.Reason()+".")
-	case err != nil:
+	// Stored before the answer; the line's worker posts it (mmsSent).
+	if err := cl.mms.Send(ctx, string(msg.Event.ID), req); err != nil {
 		return nil, bridgev2.WrapErrorInStatus(err).WithErrorReason(event.MessageStatusNetworkError).WithStatus(event.MessageStatusRetriable).
-			WithSendNotice(true).WithMessage(fmt.Sprintf("The MMS did not go out (%v). Try again in a moment.", err))
+			WithSendNotice(true).WithMessage(fmt.Sprintf("The MMS could not be queued (%v). Try again in a moment.", err))
 	}
-	cl.log.Info("sent group MMS", zap.Int("recipients", len(to)), zap.Int("files", len(files)), zap.String("mms_message_id", msgID))
-	return &bridgev2.MatrixMessageResponse{DB: &database.Message{ID: networkid.MessageID(mmsOutPrefix + msgID)}}, nil
+	cl.log.Info("queued group MMS", zap.Int("recipients", len(to)), zap.Int("files", len(files)))
+	return &bridgev2.MatrixMessageResponse{DB: &database.Message{ID: networkid.MessageID(mmsOutPrefix + string(msg.Event.ID))}}, nil
+}
+
+// mmsSent is the Inbox's OnSent: a refusal or a give-up marks the Matrix
+// message failed, with a notice in words. An error asks again later (the
+// message may not be stored yet when the MMSC answers at once).
+func (cl *Client) mmsSent(ctx context.Context, res mms.SendResult) error {
+	if res.Err == nil {
+		return nil
+	}
+	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+res.Key))
+	if err != nil || msg == nil {
+		return fmt.Errorf("find the failed MMS %s: %w", res.Key, err)
+	}
+	portal, err := cl.conn.br.GetExistingPortalByKey(ctx, msg.Room)
+	if err != nil || portal == nil {
+		return fmt.Errorf("find the room of the failed MMS %s: %w", res.Key, err)
+	}
+	cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusFail, ErrorReason: event.MessageStatusNetworkError,
+		Message: res.Err.Error(), IsCertain: true}, &bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
+	cl.conn.notice(ctx, portal, res.Notice())
+	return nil
+}
+
+// sendMMS is the SMS route's way for files (sms.Transport.MMS): one
+// m-send-req to msg.To, queued on the line's MMS send queue under the
+// Matrix event ID.
+func (c *Connector) sendMMS(ctx context.Context, msg *fallback.Message) error {
+	cl := c.clientFor(networkid.UserLoginID(msg.Line))
+	if cl == nil || cl.mms == nil {
+		return fallback.Permanent(errors.New("SMS can only carry text and MMS is off on this line (network.mms.enabled)"))
+	}
+	caption, f := msg.Text, msg.File
+	if caption == f.Name {
+		caption = ""
+	}
+	req, err := mms.NewSendReq([]string{msg.To}, caption, []mms.Attachment{{Name: f.Name, Media: f.MIMEType, Data: f.Data}}, c.cfg.MMSFor(cl.modem).MaxSize)
+	if err != nil {
+		return fallback.Permanent(fmt.Errorf("too large for MMS even after shrinking: %w", err))
+	}
+	return fallback.Temporary(cl.mms.Send(ctx, msg.ID, req))
 }
 
 // mmsContent turns a Matrix message into the text and files of an MMS.
@@ -285,7 +328,11 @@ func (cl *Client) handleMMSReport(ctx context.Context, messageID, to string, sta
 		cl.log.Info("MMS not delivered to a member", zap.String("mms_message_id", messageID), zap.Stringer("status", status))
 		return nil
 	}
-	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+messageID))
+	key, err := cl.mms.SentKey(ctx, messageID)
+	if err != nil {
+		return err
+	}
+	msg, err := cl.conn.br.DB.Message.GetFirstPartByID(ctx, cl.login.ID, networkid.MessageID(mmsOutPrefix+key))
 	if err != nil {
 		return fmt.Errorf("find the MMS of a delivery report: %w", err)
 	}

@@ -29,7 +29,7 @@ func newMMSEnv(t *testing.T) (*env, *mmscfake.Server) {
 	f := mmscfake.Start(mmscfake.Options{UserAgent: mmsUA})
 	t.Cleanup(f.Close)
 	e := newEnvWith(t, envOptions{sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
-		network: "  mms:\n    enabled: true\n    mmsc: " + f.URL() + "\n    user_agent: " + mmsUA + "\n"})
+		network: "  mms:\n    enabled: true\n    mmsc: " + f.URL() + "\n    user_agent: " + mmsUA + "\n    bearer: at\n    apn: mms.e2e\n    bearer_cid: 2\n"})
 	return e, f
 }
 
@@ -247,5 +247,95 @@ func TestMMSKilledBeforeFetch(t *testing.T) {
 	}
 	if n := alice.count(ghost, "survives a crash"); n != 1 {
 		t.Errorf("delivered %d times, want 1", n)
+	}
+}
+
+// TestMMSSendQueuedAcrossKill: a group reply the MMSC keeps refusing with a
+// transient status is stored; bubbled is killed (SIGKILL) while it waits
+// to retry, and after the restart the MMSC accepts exactly one m-send-req.
+// A permanent refusal then fails the message with a notice in words.
+func TestMMSSendQueuedAcrossKill(t *testing.T) {
+	e, f := newMMSEnv(t)
+	alice := e.newUser("alice")
+	e.login(alice)
+	a, b := "+15551230001", "+15551230002"
+	push, _ := f.Hold(mmscfake.Message{From: a, To: []string{lineNumber, b}, Text: "group hello"})
+	if err := e.sim.DeliverWAPPush(a, push); err != nil {
+		t.Fatal(err)
+	}
+	_, group := alice.waitMessage(120*time.Second, ghostMXID(a), func(s string) bool { return s == "group hello" })
+	f.Refuse(0xC0, "busy")
+	if _, err := alice.cli.SendText(context.Background(), group, "queued reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("a refused post", 60*time.Second, func() bool { return f.SendPosts() >= 1 })
+	e.killBubbled()
+	f.Refuse(0, "")
+	e.startBubbled()
+	alice.waitFor("the reply at the MMSC", 120*time.Second, func() bool { return len(f.SendReqs()) == 1 })
+	time.Sleep(3 * time.Second)
+	if got := f.SendReqs(); len(got) != 1 || string(got[0].Parts[len(got[0].Parts)-1].Data) != "queued reply" {
+		t.Errorf("the MMSC accepted %d m-send-req, want exactly one with the reply", len(got))
+	}
+
+	f.Refuse(0xE1, "")
+	if _, err := alice.cli.SendText(context.Background(), group, "refused reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage(120*time.Second, botMXID, func(s string) bool {
+		return strings.Contains(s, "refused your picture message") && strings.Contains(s, "not allowed on this SIM")
+	})
+	if n := len(f.SendReqs()); n != 1 {
+		t.Errorf("the MMSC accepted %d m-send-req, want 1", n)
+	}
+}
+
+// TestMMSImageInDM: an image sent in the DM room of a contact who is not on
+// Matrix (no RCS) goes down the ladder to the SMS route, which carries it
+// as one m-send-req to that number; the modem sends no SMS.
+func TestMMSImageInDM(t *testing.T) {
+	e, f := newMMSEnv(t)
+	alice := e.newUser("alice")
+	e.login(alice)
+	if err := e.sim.Deliver(contactNumber, "hello, send me the photo"); err != nil {
+		t.Fatal(err)
+	}
+	_, room := alice.waitMessage(120*time.Second, ghostMXID(contactNumber), func(s string) bool { return s == "hello, send me the photo" })
+	ctx := context.Background()
+	file := attachment.NewEncryptedFile()
+	enc := append([]byte(nil), picture...)
+	file.EncryptInPlace(enc)
+	up, err := alice.cli.UploadBytes(ctx, enc, "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := &event.MessageEventContent{MsgType: event.MsgImage, Body: "here it is", FileName: "cat.jpg",
+		File: &event.EncryptedFileInfo{EncryptedFile: *file, URL: up.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/jpeg", Size: len(picture)}}
+	if _, err := alice.cli.SendMessageEvent(ctx, room, event.EventMessage, content); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("the image at the MMSC", 120*time.Second, func() bool { return len(f.SendReqs()) == 1 })
+	time.Sleep(2 * time.Second)
+	got := f.SendReqs()
+	if len(got) != 1 || len(got[0].To) != 1 || got[0].To[0] != contactNumber+"/TYPE=PLMN" {
+		t.Fatalf("MMSC got %d m-send-req (to %q), want one to %s", len(got), got[0].To, contactNumber)
+	}
+	var image, caption bool
+	for _, p := range got[0].Parts {
+		image = image || bytes.Equal(p.Data, picture)
+		caption = caption || string(p.Data) == "here it is"
+	}
+	if !image || !caption {
+		t.Errorf("m-send-req parts: image %v, caption %v", image, caption)
+	}
+	if n := len(e.sim.Sent()); n != 0 {
+		t.Errorf("the modem sent %d SMS for an image", n)
+	}
+	if b := e.sim.Bearers(); b[2] != (modemsim.Bearer{APN: "mms.e2e", Active: true}) {
+		t.Errorf("MMS bearer (network.mms.bearer: at) is %+v, want context 2 active on mms.e2e", b)
+	}
+	if pr := f.Problems(); len(pr) > 0 {
+		t.Errorf("fake MMSC found problems: %q", pr)
 	}
 }

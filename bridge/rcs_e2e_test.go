@@ -66,6 +66,17 @@ func TestRCSRoute(t *testing.T) {
 	}
 	inEvt, portal := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "hello over RCS" })
 
+	// An inbound file is fetched from the provider and uploaded, encrypted.
+	photo := bytes.Repeat([]byte("rcs photo "), 3000)
+	fileMsg, _ := fake.UserFile(contact, fake.HostFile(photo, "image/jpeg"), "beach.jpg", "image/jpeg", len(photo))
+	if res, err := fake.Push(ctx, webhook, fileMsg, rbmfake.Signed); err != nil || res.Status != 200 {
+		t.Fatalf("push file: %+v %v", res, err)
+	}
+	img, imgRoom := alice.waitMessage(60*time.Second, ghost, func(b string) bool { return b == "beach.jpg" })
+	if c := img.Content.AsMessage(); c.MsgType != event.MsgImage || imgRoom != portal || !bytes.Equal(download(t, alice, img), photo) {
+		t.Errorf("RCS file arrived as %s in %s (DM %s), or its bytes differ", c.MsgType, imgRoom, portal)
+	}
+
 	// Outbound to an RCS-capable number leaves by RCS; the modem sees nothing.
 	resp, err := alice.cli.SendText(ctx, portal, "answer by RCS")
 	if err != nil {

@@ -158,6 +158,25 @@ type MMS struct {
 	MaxSize int `yaml:"max_size"`
 	// HTTPTimeout bounds one MMS HTTP exchange (default 60s).
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
+	// APN is the access point name that reaches the MMSC (APN setting
+	// "apn"); used when Bearer is "at".
+	APN string `yaml:"apn"`
+	// Bearer is "" (the operator brings the data link up) or "at": bubbled
+	// defines and activates context BearerCID with APN through the AT port
+	// (AT+CGDCONT, AT+CGACT) after every modem open.
+	Bearer string `yaml:"bearer"`
+	// BearerCID is the PDP context identifier for Bearer "at" (1-15,
+	// default 1).
+	BearerCID int `yaml:"bearer_cid"`
+}
+
+// BearerAPN returns the APN to bring up through the AT port, "" unless
+// Bearer is "at".
+func (m MMS) BearerAPN() string {
+	if m.Bearer != "at" {
+		return ""
+	}
+	return m.APN
 }
 
 // MMSFor returns the MMS settings of modem m: the network.mms section with

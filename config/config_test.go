@@ -396,6 +396,28 @@ func TestLoadProblems(t *testing.T) {
 			wantLines: 5,
 		},
 		{
+			name: "mms bearer",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, `bearer: ""`, `bearer: "at"`, "bearer_cid: 1", "bearer_cid: 16")
+			},
+			want: [][]string{
+				{"network.mms.apn:", `""`, "bearer is at", "APN settings"},
+				{"network.mms.bearer_cid:", "16", "1 to 15"},
+			},
+			wantLines: 2,
+		},
+		{
+			name: "mms bearer kind",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, `bearer: ""`, `bearer: "qmi"`, `apn: ""`, `apn: "a,b"`)
+			},
+			want: [][]string{
+				{"network.mms.bearer:", `"qmi"`, `"at"`},
+				{"network.mms.apn:", `"a,b"`, "quote, comma"},
+			},
+			wantLines: 2,
+		},
+		{
 			name: "no permissions",
 			edit: func(t *testing.T, s string) string {
 				return replace(t, s, `        "*": relay

@@ -24,6 +24,18 @@ func (c *Config) validateMMS(ch *checker) {
 	if m.HTTPTimeout <= 0 {
 		ch.add(at("http_timeout"), m.HTTPTimeout.String(), "is not a positive duration", "write e.g. 60s")
 	}
+	switch {
+	case m.Bearer != "" && m.Bearer != "at":
+		ch.add(at("bearer"), q(m.Bearer), "is not a bearer set-up", `write "" (you bring the data link up; see README, "MMS") or "at" (bubbled sends AT+CGDCONT/AT+CGACT)`)
+	case m.Bearer == "at" && m.APN == "":
+		ch.add(at("apn"), q(m.APN), "is empty but network.mms.bearer is at", "copy the APN from your carrier's APN settings (the one whose type includes mms)")
+	}
+	if m.BearerCID < 1 || m.BearerCID > 15 {
+		ch.add(at("bearer_cid"), strconv.Itoa(m.BearerCID), "is not a context identifier", "write a cid from 1 to 15 that AT+CGDCONT=? allows and no other program uses, e.g. 1")
+	}
+	if strings.ContainsAny(m.APN, "\",\r\n") {
+		ch.add(at("apn"), q(m.APN), "has a quote, comma or line break", "write the APN as the carrier gives it, e.g. mms.example.com")
+	}
 	for i, md := range c.Network.Modems {
 		base := "modems[" + strconv.Itoa(i) + "]"
 		checkMMSC(ch, []string{"network", base, "mms_mmsc"}, md.MMSMMSC)

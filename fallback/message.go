@@ -40,6 +40,9 @@ type Message struct {
 type File struct {
 	URL, Name, MIMEType string
 	Size                int64
+	// Data is the file itself, for routes that carry the bytes (MMS on
+	// the SMS route); nil when only URL is set.
+	Data []byte
 }
 
 // Receipt says how a Transport took a message.

@@ -52,6 +52,12 @@ type InboxConfig struct {
 	// an MMS we sent, by its Message-ID). An error keeps the push stored
 	// and retried by the SMS line.
 	OnDeliveryReport func(ctx context.Context, messageID, to string, status Status) error
+	// OnSent, when set, hears the outcome of each MMS queued with Send,
+	// once it is stored; an error keeps it and asks again later.
+	OnSent func(ctx context.Context, res SendResult) error
+	// SendFor is how long a queued MMS is retried on temporary errors
+	// before it fails (default 24 h).
+	SendFor time.Duration
 }
 
 // Client returns the MMSC client the inbox fetches with (also used to send).
@@ -59,9 +65,10 @@ func (in *Inbox) Client() *Client { return in.cfg.Client }
 
 // Inbox is the persisted MMS fetch queue of one line: notifications go in
 // (Notify), are fetched with backoff until they expire, handed to the
-// bridge, then confirmed to the MMSC with m-notifyresp-ind. Each step is
-// stored, so a restart resumes where it stopped and a notification seen
-// twice is fetched once. One goroutine (Start..Stop) owns the work.
+// bridge, then confirmed to the MMSC with m-notifyresp-ind. It also holds
+// the line's send queue (Send, outbox.go). Each step is stored, so a
+// restart resumes where it stopped and a notification seen twice is
+// fetched once. One goroutine (Start..Stop) owns the work.
 type Inbox struct {
 	cfg     InboxConfig
 	db      *dbutil.Database
@@ -85,6 +92,9 @@ func NewInbox(cfg InboxConfig, db *dbutil.Database, log *zap.Logger, deliver Del
 	}
 	if cfg.Retry.Max == 0 {
 		cfg.Retry.Max = 30 * time.Minute
+	}
+	if cfg.SendFor == 0 {
+		cfg.SendFor = 24 * time.Hour
 	}
 	if cfg.DefaultExpiry == 0 {
 		cfg.DefaultExpiry = 7 * 24 * time.Hour
@@ -192,6 +202,13 @@ func (in *Inbox) run(ctx context.Context, done chan struct{}) {
 		case <-timer:
 		}
 		next, err := in.work(ctx)
+		if err == nil {
+			var sendAt time.Time
+			sendAt, err = in.workSends(ctx)
+			if !sendAt.IsZero() {
+				next = earliest(next, sendAt)
+			}
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -306,7 +323,8 @@ func (in *Inbox) hand(ctx context.Context, it *item) error {
 	if err := in.deliver(ctx, d); err != nil {
 		return fmt.Errorf("hand MMS to the bridge: %w", err)
 	}
-	return in.setState(ctx, it, stateRespond, in.cfg.Clock.Now())
+	// Recorded even when Stop came meanwhile: the bridge has it.
+	return in.setState(context.WithoutCancel(ctx), it, stateRespond, in.cfg.Clock.Now())
 }
 
 // respond sends m-notifyresp-ind: Retrieved, or Expired for a message we

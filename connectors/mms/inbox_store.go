@@ -37,6 +37,22 @@ var upgradeTable = dbutil.BuildUpgradeTable().
 		)`)
 		return err
 	}).
+	WithRaw(1, 2, 1, "create MMS send queue", dbutil.TxnModeOn, func(ctx context.Context, db *dbutil.Database) error {
+		_, err := db.Exec(ctx, `CREATE TABLE bubbled_mms_outbox (
+			line_id    TEXT    NOT NULL,
+			send_key        TEXT    NOT NULL,
+			pdu        TEXT    NOT NULL,
+			state      TEXT    NOT NULL,
+			message_id TEXT    NOT NULL DEFAULT '',
+			status     INTEGER NOT NULL DEFAULT 0,
+			err_text   TEXT    NOT NULL DEFAULT '',
+			attempts   INTEGER NOT NULL DEFAULT 0,
+			next_at    BIGINT  NOT NULL,
+			deadline   BIGINT  NOT NULL,
+			PRIMARY KEY (line_id, send_key)
+		)`)
+		return err
+	}).
 	Finish()
 
 // Upgrade creates or updates the MMS tables (bubbled_mms_*, version in

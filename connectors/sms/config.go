@@ -41,6 +41,10 @@ type Config struct {
 	// StatusReports asks the network for delivery reports (TP-SRR) and
 	// routes them to the line (+CNMI <ds>=1).
 	StatusReports bool
+	// MMSBearer, when its APN is set, defines and activates the PDP
+	// context of the MMS data path through the AT port after every (re)open
+	// (bearer.go); zero leaves the data link to the operator.
+	MMSBearer Bearer
 	// ReassemblyTimeout is how long an incomplete concatenated message waits
 	// for its missing parts before it is delivered with gaps marked "[…]";
 	// default 24 h.

@@ -92,7 +92,11 @@ func (k *link) initModem(ctx context.Context, m *at.Session) error {
 		k.log.Info("left SMS setup for later: SIM not ready", zap.String("sim", status))
 		return nil
 	}
-	return k.ensurePDU(ctx, m)
+	if err := k.ensurePDU(ctx, m); err != nil {
+		return err
+	}
+	k.setUpBearer(ctx, m)
+	return nil
 }
 
 // ensurePDU selects PDU mode once per modem.

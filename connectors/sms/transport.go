@@ -23,6 +23,11 @@ type Transport struct {
 	// line of the same owner for a line whose modem is away, or nil; it is
 	// where the person is told which number the message goes from.
 	Failover func(ctx context.Context, msg *fallback.Message) *Line
+	// MMS, when set (network.mms.enabled), sends a message with a file
+	// (msg.File.Data) as MMS from msg.Line: the carrier's route for what
+	// SMS cannot carry. It stores the MMS before it returns; its errors
+	// are classified by fallback.Classify (unmarked: permanent).
+	MMS func(ctx context.Context, msg *fallback.Message) error
 }
 
 var _ fallback.Transport = (*Transport)(nil)
@@ -43,8 +48,14 @@ func (t *Transport) Send(ctx context.Context, msg *fallback.Message) (*fallback.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if msg.File != nil && (t.MMS == nil || msg.File.Data == nil) {
+		return nil, fallback.Permanent(errors.New("SMS can only carry text and MMS is off, so the file was not sent as SMS"))
+	}
 	if msg.File != nil {
-		return nil, fallback.Permanent(errors.New("SMS can only carry text, so the file was not sent as SMS"))
+		if err := t.MMS(ctx, msg); err != nil {
+			return nil, err
+		}
+		return &fallback.Receipt{Route: fallback.RouteSMS, Parts: 1}, nil
 	}
 	line := t.LineFor(msg.Line)
 	if line == nil {

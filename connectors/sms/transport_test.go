@@ -2,6 +2,7 @@ package sms
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -99,5 +100,29 @@ func TestTransportSendErrors(t *testing.T) {
 				t.Fatalf("Send = %v, %v (class %s); want class %s", rcpt, err, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestTransportFilesAsMMS: with an MMS hook, a file with its bytes goes to
+// the hook (the hook's error class stands); without bytes or hook it is
+// refused as before.
+func TestTransportFilesAsMMS(t *testing.T) {
+	var got []*fallback.Message
+	fail := error(nil)
+	tr := &Transport{LineFor: func(string) *Line { return nil }, MMS: func(_ context.Context, msg *fallback.Message) error {
+		got = append(got, msg)
+		return fail
+	}}
+	msg := &fallback.Message{ID: "$m", To: "+15557654321", Text: "cat.jpg", File: &fallback.File{Name: "cat.jpg", Data: []byte{1}}}
+	rcpt, err := tr.Send(context.Background(), msg)
+	if err != nil || rcpt.Route != fallback.RouteSMS || len(got) != 1 || got[0] != msg {
+		t.Fatalf("Send = %v, %v; hook saw %d", rcpt, err, len(got))
+	}
+	fail = fallback.Temporary(errors.New("database locked"))
+	if _, err := tr.Send(context.Background(), msg); fallback.Classify(err) != fallback.ClassTemporary {
+		t.Errorf("hook error %v, want temporary", err)
+	}
+	if _, err := tr.Send(context.Background(), &fallback.Message{ID: "$u", To: "+15557654321", File: &fallback.File{URL: "https://x/y"}}); fallback.Classify(err) != fallback.ClassPermanent || len(got) != 2 {
+		t.Errorf("file without bytes: %v (hook calls %d)", err, len(got))
 	}
 }

@@ -82,6 +82,7 @@ type Server struct {
 	fetches  map[string]int
 	proxied  int
 	refuse   byte
+	posts    int // m-send-req received, accepted or refused
 	refText  string
 	stall    chan struct{} // non-nil: GETs wait until it is closed
 	getsSeen int
@@ -198,6 +199,14 @@ func (s *Server) SendReqs() []SendReq {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]SendReq(nil), s.sends...)
+}
+
+// SendPosts counts every well-formed m-send-req received, refused ones
+// included.
+func (s *Server) SendPosts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.posts
 }
 
 // Problems lists every request the fake found wrong (bad user agent,
@@ -362,6 +371,7 @@ func (s *Server) sendReq(w http.ResponseWriter, p *parsed, raw []byte) {
 		return
 	}
 	s.mu.Lock()
+	s.posts++
 	status, stext := s.refuse, s.refText
 	if status == 0 {
 		s.sends = append(s.sends, req)

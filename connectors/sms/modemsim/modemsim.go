@@ -184,6 +184,8 @@ type Sim struct {
 	submits    []submitPart // every accepted part, for status reports
 	sentSignal chan struct{}
 
+	pdp map[int]*pdpContext // +CGDCONT contexts (kept across ATZ, like a modem's NV)
+
 	failNext []int
 	delays   map[string]time.Duration
 	hung     bool
