@@ -50,6 +50,9 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if members, group := groupMembers(msg.Portal.ID); group {
 		return cl.sendGroupMMS(ctx, msg, members)
 	}
+	if msg.Portal.ID == unknownPortalID || msg.Portal.ID == codesPortalID {
+		return nil, cl.conn.gateRoomStatus()
+	}
 	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
 	if !ok {
 		return nil, bridgev2.WrapErrorInStatus(errors.New("alphanumeric sender")).
