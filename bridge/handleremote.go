@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
@@ -241,6 +242,9 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 			return nil
 		}
 		msg, err := c.br.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(rcsOutPrefix+meta.MessageID))
+		if err == nil && msg == nil {
+			msg, err = c.apiRCSMessage(ctx, login, meta.MessageID)
+		}
 		if err != nil {
 			return fmt.Errorf("find the message of an RCS receipt: %w", err)
 		}
@@ -253,7 +257,12 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 			c.log.Warn("ignored an RCS receipt for an unknown message")
 			return nil
 		}
-		c.confirm(ctx, string(msg.MXID))
+		if id := string(msg.ID); strings.HasPrefix(id, api.RouterIDPrefix) {
+			c.confirm(ctx, id)
+			c.apiConfirmed(ctx, id) // also when the router awaited nothing
+		} else {
+			c.confirm(ctx, string(msg.MXID))
+		}
 		base.Type = bridgev2.RemoteEventDeliveryReceipt
 		if _, read := ev.(*rcs.ReadEvent); read {
 			base.Type = bridgev2.RemoteEventReadReceipt
