@@ -83,8 +83,7 @@ func (s *apiSender) Send(ctx context.Context, m *api.Message) (fallback.Route, e
 	if c.br.GetCachedUserLoginByID(loginID) == nil {
 		return "", fallback.Temporary(fmt.Errorf("the line %s is not logged in", m.Line))
 	}
-	// The room exists before routing, so the router's route notice and the
-	// route state it stores have a portal to land in.
+	// The room first: the router's route notice and state are kept in it.
 	portal, err := c.br.GetPortalByKey(ctx, PortalKeyFor(UserIDForNumber(m.To), loginID))
 	if err == nil && portal.MXID == "" {
 		err = portal.CreateMatrixRoom(ctx, c.br.GetCachedUserLoginByID(loginID), nil)
@@ -202,8 +201,7 @@ func (c *Connector) apiOutcome(ctx context.Context, o sms.Outcome) bool {
 	return true
 }
 
-// apiConfirmed marks an API message delivered when its route confirmed it
-// (an RCS DELIVERED or READ, the Matrix peer's read); other IDs are ignored.
+// apiConfirmed marks an API message delivered when its route confirmed it.
 func (c *Connector) apiConfirmed(ctx context.Context, routerID string) {
 	if srv := c.apiServer(); srv != nil {
 		srv.Outcome(ctx, routerID, api.StatusDelivered, "")
@@ -212,17 +210,17 @@ func (c *Connector) apiConfirmed(ctx context.Context, routerID string) {
 
 func (c *Connector) apiServer() *api.Server { c.mu.Lock(); defer c.mu.Unlock(); return c.api }
 
-// apiRCSMessage finds the API message an RCS receipt names (its RCS ID is
-// derived from its router ID) and returns its message in Matrix, or nil.
+// apiRCSMessage confirms (as delivered) the API message an RCS receipt
+// names by its derived RCS ID and returns its message in Matrix, or nil.
 func (c *Connector) apiRCSMessage(ctx context.Context, login *bridgev2.UserLogin, rcsID string) (*database.Message, error) {
 	if c.apiServer() == nil {
 		return nil, nil
 	}
-	recent, err := api.NewStore(c.br.DB.Database).Awaiting(ctx, string(fallback.RouteRCS), time.Now().Add(-7*24*time.Hour), 1000)
-	for _, m := range recent {
-		if rcs.MessageID(m.RouterID(), 0) == rcsID {
-			return c.br.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(m.RouterID()))
-		}
+	m, err := api.NewStore(c.br.DB.Database).FindAwaiting(ctx, string(fallback.RouteRCS), time.Now(), func(id string) bool { return rcs.MessageID(id, 0) == rcsID })
+	if m == nil {
+		return nil, err
 	}
-	return nil, err
+	c.confirm(ctx, m.RouterID())
+	c.apiConfirmed(ctx, m.RouterID()) // also when the router awaited nothing
+	return c.br.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(m.RouterID()))
 }

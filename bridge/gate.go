@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -149,16 +148,6 @@ func (cl *Client) gateChatInfo(portal *bridgev2.Portal) *bridgev2.ChatInfo {
 	return info
 }
 
-// gateRoomStatus answers a message typed in a gate room: it belongs to no
-// conversation, so it fails with a notice that says where to write instead.
-func (c *Connector) gateRoomStatus() error {
-	pre := c.br.Config.CommandPrefix
-	return bridgev2.WrapErrorInStatus(errors.New("message typed in a gate room")).
-		WithStatus(event.MessageStatusFail).WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
-		WithMessage("Nothing typed here is sent: this room only collects SMS from senders without their own room. " +
-			"Use `" + pre + " accept <number>` to give a sender their room and reply there, or `" + pre + " start-chat <number>` to write to a number.")
-}
-
 // addGateCommands registers accept, block and unblock.
 func (c *Connector) addGateCommands(proc *commands.Processor) {
 	section := commands.HelpSection{Name: "Strangers", Order: 26}
@@ -240,8 +229,7 @@ func (c *Connector) releaseHeld(ctx context.Context, login *bridgev2.UserLogin, 
 			return 0, fmt.Errorf("move SMS %s: %w", h.ID, err)
 		}
 	}
-	// Nothing of theirs is left in the Unknown senders room, so their ghost
-	// leaves it (before the store forgets them: a crash repeats the leave).
+	// None of theirs is left there: the ghost leaves (a crash repeats it).
 	login.QueueRemoteEvent(&simplevent.ChatInfoChange{
 		EventMeta: simplevent.EventMeta{Type: bridgev2.RemoteEventChatInfoChange, PortalKey: PortalKeyFor(networkid.UserID(unknownPortalID), login.ID), Sender: from, Timestamp: time.Now()},
 		ChatInfoChange: &bridgev2.ChatInfoChange{MemberChanges: &bridgev2.ChatMemberList{

@@ -16,7 +16,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
@@ -257,12 +256,7 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 			c.log.Warn("ignored an RCS receipt for an unknown message")
 			return nil
 		}
-		if id := string(msg.ID); strings.HasPrefix(id, api.RouterIDPrefix) {
-			c.confirm(ctx, id)
-			c.apiConfirmed(ctx, id) // also when the router awaited nothing
-		} else {
-			c.confirm(ctx, string(msg.MXID))
-		}
+		c.confirm(ctx, string(msg.MXID))
 		base.Type = bridgev2.RemoteEventDeliveryReceipt
 		if _, read := ev.(*rcs.ReadEvent); read {
 			base.Type = bridgev2.RemoteEventReadReceipt
