@@ -48,6 +48,9 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 			return err
 		}
 	}
+	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
+		convert = cl.conn.afterOwnerJoined(convert)
+	}
 	evt := &simplevent.Message[*sms.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:         bridgev2.RemoteEventMessage,
