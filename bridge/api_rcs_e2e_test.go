@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
@@ -77,4 +79,43 @@ func TestSendAPIFirstMessageByRCS(t *testing.T) {
 		t.Fatalf("push DELIVERED: %+v %v", res, err)
 	}
 	a.waitStatus(id, "alerts", "delivered")
+}
+
+// TestSendAPIReadOnMatrix: an API message to a contact who is on Matrix
+// goes through the Matrix route; the contact's read receipt confirms it and
+// moves its API status to delivered.
+func TestSendAPIReadOnMatrix(t *testing.T) {
+	bobID := id.UserID("@bob:localhost")
+	a := newAPIEnv(t, envOptions{network: `  directory:
+    static:
+      "` + contactNumber + `": "@bob:localhost"
+  fallback:
+    order: [matrix, sms]
+    confirm_timeout: 10m`})
+	alice := a.newUser("alice")
+	bob := a.newUser("bob")
+	a.login(alice)
+	alice.command(alice.managementRoom(), "start-chat "+contactNumber, 30*time.Second, func(b string) bool { return strings.Contains(b, "Created chat") })
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "invited them") })
+	rooms := alice.roomsWith(ghostMXID(contactNumber))
+	if len(rooms) != 1 {
+		t.Fatalf("rooms with the contact: %v", rooms)
+	}
+	alice.waitJoined(rooms[0], bobID)
+	time.Sleep(time.Second) // let the bridge see the join too
+
+	code, out := a.call(http.MethodPost, "/api/v1/messages", "alerts", map[string]string{"to": contactNumber, "text": "Read me on Matrix"})
+	if code != http.StatusAccepted {
+		t.Fatalf("POST = %d %v, want 202", code, out)
+	}
+	msgID := out["id"].(string)
+	evt, _ := bob.waitMessage(60*time.Second, botMXID, func(b string) bool { return b == "API token alerts: Read me on Matrix" })
+	if st := a.waitStatus(msgID, "alerts", "sent"); st["took_route"] != "matrix" {
+		t.Fatalf("the API message took %v, want matrix", st["took_route"])
+	}
+	a.pushReceipt(rooms[0], evt.ID, bobID)
+	a.waitStatus(msgID, "alerts", "delivered")
+	if n := len(a.sim.Sent()); n != 0 {
+		t.Errorf("the modem sent %d SMS; the message went on Matrix", n)
+	}
 }
