@@ -9,12 +9,15 @@ import (
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/api"
+	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/connectors/rcs"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
 	"github.com/bubbled/bubbled/fallback"
@@ -80,14 +83,17 @@ func (s *apiSender) Send(ctx context.Context, m *api.Message) (fallback.Route, e
 	if c.br.GetCachedUserLoginByID(loginID) == nil {
 		return "", fallback.Temporary(fmt.Errorf("the line %s is not logged in", m.Line))
 	}
-	key := PortalKeyFor(UserIDForNumber(m.To), loginID)
-	conv := convKey(key)
-	if portal, err := c.br.GetExistingPortalByKey(ctx, key); err == nil && portal != nil {
-		conv = c.restoreRouteState(portal)
+	// The room first: the router's route notice and state are kept in it.
+	portal, err := c.br.GetPortalByKey(ctx, PortalKeyFor(UserIDForNumber(m.To), loginID))
+	if err == nil && portal.MXID == "" {
+		err = portal.CreateMatrixRoom(ctx, c.br.GetCachedUserLoginByID(loginID), nil)
 	}
+	if err != nil {
+		return "", fallback.Temporary(fmt.Errorf("make the room of %s: %w", phone.Mask(m.To), err))
+	}
+	conv := c.restoreRouteState(portal)
 	msg := &fallback.Message{ID: m.RouterID(), Conversation: conv, To: m.To, Text: m.Text, Line: string(loginID), Created: m.Created}
 	var rcpt *fallback.Receipt
-	var err error
 	if m.Route == string(fallback.RouteAuto) {
 		rcpt, err = c.router.Send(ctx, msg)
 	} else {
@@ -95,6 +101,9 @@ func (s *apiSender) Send(ctx context.Context, m *api.Message) (fallback.Route, e
 	}
 	if err != nil {
 		return "", err
+	}
+	if !rcpt.ConfirmBy.IsZero() {
+		c.saveWait(ctx, *msg, *rcpt)
 	}
 	return rcpt.Route, nil
 }
@@ -170,9 +179,7 @@ func (cl *Client) webhookSMS(ctx context.Context, m *sms.Message) error {
 // apiOutcome records an outcome of an SMS the API sent in its status; it
 // reports whether o was about an API message.
 func (c *Connector) apiOutcome(ctx context.Context, o sms.Outcome) bool {
-	c.mu.Lock()
-	srv := c.api
-	c.mu.Unlock()
+	srv := c.apiServer()
 	if srv == nil || !strings.HasPrefix(o.MessageID, api.RouterIDPrefix) {
 		return false
 	}
@@ -192,4 +199,28 @@ func (c *Connector) apiOutcome(ctx context.Context, o sms.Outcome) bool {
 	srv.Outcome(ctx, o.MessageID, st, reason)
 	c.log.Debug("recorded the outcome of an API message", zap.String("id", o.MessageID), zap.String("status", string(st)))
 	return true
+}
+
+// apiConfirmed marks an API message delivered when its route confirmed it.
+func (c *Connector) apiConfirmed(ctx context.Context, routerID string) {
+	if srv := c.apiServer(); srv != nil {
+		srv.Outcome(ctx, routerID, api.StatusDelivered, "")
+	}
+}
+
+func (c *Connector) apiServer() *api.Server { c.mu.Lock(); defer c.mu.Unlock(); return c.api }
+
+// apiRCSMessage confirms (as delivered) the API message an RCS receipt
+// names by its derived RCS ID and returns its message in Matrix, or nil.
+func (c *Connector) apiRCSMessage(ctx context.Context, login *bridgev2.UserLogin, rcsID string) (*database.Message, error) {
+	if c.apiServer() == nil {
+		return nil, nil
+	}
+	m, err := api.NewStore(c.br.DB.Database).FindAwaiting(ctx, string(fallback.RouteRCS), time.Now(), func(id string) bool { return rcs.MessageID(id, 0) == rcsID })
+	if m == nil {
+		return nil, err
+	}
+	c.confirm(ctx, m.RouterID())
+	c.apiConfirmed(ctx, m.RouterID()) // also when the router awaited nothing
+	return c.br.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(m.RouterID()))
 }

@@ -121,6 +121,23 @@ func TestQuarantineAccept(t *testing.T) {
 		t.Fatalf("a contact's SMS went to the Unknown senders room")
 	}
 
+	// Typing in the gate room fails cleanly and says what to do instead.
+	typed, err := alice.cli.SendText(context.Background(), qroom, "hello?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFor("a failed status with a notice for a message typed in Unknown senders", 60*time.Second, func() bool {
+		for _, st := range alice.statuses {
+			c, ok := st.Content.Parsed.(*event.BeeperMessageStatusEventContent)
+			if ok && c.RelatesTo.EventID == typed.EventID && c.Status == event.MessageStatusFail &&
+				c.Reason == event.MessageStatusUnsupported && strings.Contains(c.Message, "accept <number>") {
+				return true
+			}
+		}
+		return false
+	})
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "start-chat <number>") })
+
 	e.stopBubbled()
 	e.startBubbled()
 	_, mgmt := alice.waitMessage(time.Second, botMXID, func(b string) bool { return strings.HasPrefix(b, "Logged in") })
@@ -140,6 +157,14 @@ func TestQuarantineAccept(t *testing.T) {
 		return false
 	})
 	alice.waitRedacted(qroom, held.ID, 60*time.Second)
+	alice.waitFor("the stranger's ghost to leave Unknown senders", 60*time.Second, func() bool {
+		members, err := alice.cli.JoinedMembers(context.Background(), qroom)
+		if err != nil {
+			return false
+		}
+		_, in := members.Joined[sghost]
+		return !in
+	})
 	if err := e.sim.Deliver(stranger, "thanks for accepting"); err != nil {
 		t.Fatal(err)
 	}

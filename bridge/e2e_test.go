@@ -336,6 +336,9 @@ type user struct {
 	statuses []*event.Event // com.beeper.message_send_status events
 	receipts []*event.Event // m.receipt events
 	changed  chan struct{}
+	// joinDelay is how long the client waits before it accepts an invite,
+	// as a person would (0: at once).
+	joinDelay time.Duration
 }
 
 func (e *env) newUser(name string) *user {
@@ -357,7 +360,13 @@ func (e *env) newUser(name string) *user {
 	syncer := cli.Syncer.(*mautrix.DefaultSyncer)
 	syncer.OnEventType(event.StateMember, func(ctx context.Context, evt *event.Event) {
 		if evt.GetStateKey() == cli.UserID.String() && evt.Content.AsMember().Membership == event.MembershipInvite {
-			go func() { _, _ = cli.JoinRoomByID(context.Background(), evt.RoomID) }()
+			go func() {
+				u.mu.Lock()
+				d := u.joinDelay
+				u.mu.Unlock()
+				time.Sleep(d)
+				_, _ = cli.JoinRoomByID(context.Background(), evt.RoomID)
+			}()
 		}
 	})
 	syncer.OnEventType(event.EventMessage, func(ctx context.Context, evt *event.Event) {

@@ -223,12 +223,18 @@ func (c *Connector) releaseHeld(ctx context.Context, login *bridgev2.UserLogin, 
 			EventMeta:          simplevent.EventMeta{Type: bridgev2.RemoteEventMessage, PortalKey: PortalKeyFor(sender, login.ID), CreatePortal: true, Sender: from, Timestamp: h.At},
 			Data:               &sms.Message{ID: h.ID, LineID: h.Line, Text: h.Body, Time: h.At, Parts: h.Parts},
 			ID:                 networkid.MessageID(h.ID),
-			ConvertMessageFunc: convertSMS,
+			ConvertMessageFunc: c.afterOwnerJoined(convertSMS), // the sender's room may be new
 		})
 		if err := remoteEventError(res); err != nil {
 			return 0, fmt.Errorf("move SMS %s: %w", h.ID, err)
 		}
 	}
+	// None of theirs is left there: the ghost leaves (a crash repeats it).
+	login.QueueRemoteEvent(&simplevent.ChatInfoChange{
+		EventMeta: simplevent.EventMeta{Type: bridgev2.RemoteEventChatInfoChange, PortalKey: PortalKeyFor(networkid.UserID(unknownPortalID), login.ID), Sender: from, Timestamp: time.Now()},
+		ChatInfoChange: &bridgev2.ChatInfoChange{MemberChanges: &bridgev2.ChatMemberList{
+			Members: []bridgev2.ChatMember{{EventSender: from, Membership: event.MembershipLeave}}}},
+	})
 	return len(held), store.Release(ctx, string(login.ID), string(sender))
 }
 

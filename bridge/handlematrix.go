@@ -51,6 +51,13 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if members, group := groupMembers(msg.Portal.ID); group {
 		return cl.sendGroupMMS(ctx, msg, members)
 	}
+	if msg.Portal.ID == unknownPortalID || msg.Portal.ID == codesPortalID {
+		pre := cl.conn.br.Config.CommandPrefix
+		return nil, bridgev2.WrapErrorInStatus(errors.New("message typed in a gate room")).
+			WithStatus(event.MessageStatusFail).WithErrorReason(event.MessageStatusUnsupported).WithIsCertain(true).WithSendNotice(true).
+			WithMessage("Nothing typed here is sent: this room only collects SMS from senders without their own room. " +
+				"Use `" + pre + " accept <number>` to give a sender their room and reply there, or `" + pre + " start-chat <number>` to write to a number.")
+	}
 	to, ok := NumberForUserID(networkid.UserID(msg.Portal.ID))
 	if !ok {
 		return nil, bridgev2.WrapErrorInStatus(errors.New("alphanumeric sender")).

@@ -49,6 +49,9 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 			return err
 		}
 	}
+	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
+		convert = cl.conn.afterOwnerJoined(convert)
+	}
 	evt := &simplevent.Message[*sms.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:         bridgev2.RemoteEventMessage,
@@ -265,6 +268,9 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 			return nil
 		}
 		msg, err := c.br.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(rcsOutPrefix+meta.MessageID))
+		if err == nil && msg == nil {
+			msg, err = c.apiRCSMessage(ctx, login, meta.MessageID)
+		}
 		if err != nil {
 			return fmt.Errorf("find the message of an RCS receipt: %w", err)
 		}

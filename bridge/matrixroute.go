@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/connectors/phone"
+	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
 )
 
@@ -159,7 +160,7 @@ func (c *Connector) inviteOnCreate(_ context.Context, portal *bridgev2.Portal) b
 		if err := portal.RoomCreated.WaitTimeoutCtx(b.ctx, roomCreateWait); err != nil || portal.MXID == "" {
 			return
 		}
-		if c.waitOwnerJoined(b.ctx, portal) {
+		if c.waitOwnerJoined(b.ctx, portal, roomCreateWait) {
 			c.inviteNewRoom(b.ctx, portal, num)
 		}
 	}()
@@ -197,13 +198,13 @@ func (c *Connector) inviteNewRoom(ctx context.Context, portal *bridgev2.Portal, 
 
 // waitOwnerJoined waits until the line's owner has joined the new room, so
 // that they can read the invite notice (it is encrypted for the members of
-// the moment), at most roomCreateWait. It is false only when ctx ends.
-func (c *Connector) waitOwnerJoined(ctx context.Context, portal *bridgev2.Portal) bool {
+// the moment), at most wait. It is false only when ctx ends.
+func (c *Connector) waitOwnerJoined(ctx context.Context, portal *bridgev2.Portal, wait time.Duration) bool {
 	login := c.br.GetCachedUserLoginByID(portal.Receiver)
 	if login == nil {
 		return true
 	}
-	deadline := time.NewTimer(roomCreateWait)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -218,5 +219,15 @@ func (c *Connector) waitOwnerJoined(ctx context.Context, portal *bridgev2.Portal
 			return true
 		case <-tick.C:
 		}
+	}
+}
+
+// afterOwnerJoined holds a new room's first message until its owner joined
+// (20 s at most): the bridge's crypto drops the room's Megolm session when it
+// sees their invite, maybe between making it for that event and encrypting.
+func (c *Connector) afterOwnerJoined(conv smsConverter) smsConverter {
+	return func(ctx context.Context, p *bridgev2.Portal, i bridgev2.MatrixAPI, m *sms.Message) (*bridgev2.ConvertedMessage, error) {
+		c.waitOwnerJoined(ctx, p, 20*time.Second)
+		return conv(ctx, p, i, m)
 	}
 }

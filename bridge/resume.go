@@ -64,6 +64,7 @@ func (c *Connector) confirm(ctx context.Context, msgID string) bool {
 	ok := c.router.Confirm(msgID)
 	if ok {
 		c.dropWait(ctx, msgID)
+		c.apiConfirmed(ctx, msgID)
 	}
 	return ok
 }
@@ -79,6 +80,7 @@ func (c *Connector) confirmRead(ctx context.Context, conv string, rt fallback.Ro
 	for _, w := range c.loadWaits(ctx, conv) {
 		if !slices.Contains(pending, w.msg.ID) {
 			c.dropWait(ctx, w.msg.ID)
+			c.apiConfirmed(ctx, w.msg.ID)
 		}
 	}
 	return n

@@ -281,6 +281,27 @@ func (s *Store) retryRouting(ctx context.Context, id string, attempts int, next 
 	return err
 }
 
+// Awaiting returns up to limit messages that took route, were created at or
+// after since and are neither delivered nor failed, newest first: those a
+// route's delivery receipt may be about when the route names messages by
+// its own IDs (RCS derives them from RouterID).
+func (s *Store) Awaiting(ctx context.Context, route string, since time.Time, limit int) ([]*Message, error) {
+	return s.list(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE took_route=$1 AND status IN ($2, $3) AND created_at >= $4
+		ORDER BY created_at DESC, id LIMIT $5`, route, StatusQueued, StatusSent, since.UnixMilli(), limit)
+}
+
+// FindAwaiting returns the newest message of the last week that Awaiting
+// lists for route and whose router ID match accepts, or nil.
+func (s *Store) FindAwaiting(ctx context.Context, route string, now time.Time, match func(routerID string) bool) (*Message, error) {
+	msgs, err := s.Awaiting(ctx, route, now.Add(-7*24*time.Hour), 1000)
+	for _, m := range msgs {
+		if match(m.RouterID()) {
+			return m, nil
+		}
+	}
+	return nil, err
+}
+
 // markMirrored records that the message is in its Matrix room.
 func (s *Store) markMirrored(ctx context.Context, id string) error {
 	_, err := s.db.Exec(ctx, `UPDATE bubbled_api_message SET mirrored=true WHERE id=$1`, id)
