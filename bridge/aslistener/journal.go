@@ -211,13 +211,15 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 	// handle gets a context that ends with Stop, so that an event waiting
 	// for something (a Megolm session) gives up, and is kept for the next
 	// start instead of being deleted half-handled.
-	ctx, cancel := context.WithCancel(ctx)
+	// The worker's own reads and deletes keep ctx, so that Stop never cuts
+	// one short.
+	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
 		case <-j.stop:
 			cancel()
-		case <-ctx.Done():
+		case <-hctx.Done():
 		}
 	}()
 	var pruned time.Time
@@ -245,8 +247,8 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 				return
 			default:
 			}
-			handle(ctx, e)
-			if ctx.Err() != nil {
+			handle(hctx, e)
+			if hctx.Err() != nil {
 				return // stopped while handling it: it stays journaled
 			}
 			if err := j.store.done(ctx, e.Seq); err != nil {
