@@ -223,7 +223,7 @@ fi
 
 rc=0
 "${R[@]}" -v "$d:/data" --entrypoint timeout $IMAGE 8 /usr/local/bin/bubbled -c /data/config.yaml > "$WORK/run.log" 2>&1 || rc=$?
-if [ $rc = 124 ] && [ -s "$d/bubbled.db" ] && grep -q 'Upgrading database' "$WORK/run.log" && grep -q 'Starting HTTP listener' "$WORK/run.log"; then
+if [ $rc = 124 ] && [ -s "$d/bubbled.db" ] && grep -q 'Upgrading database' "$WORK/run.log" && grep -q 'started the appservice listener' "$WORK/run.log"; then
   ok "the bridge starts: SQLite database migrated in /data, appservice listener opened (stopped after 8s)"
 else
   tail -20 "$WORK/run.log"; bad "the bridge start (exit $rc)"
