@@ -40,7 +40,7 @@ func TestRCSRoute(t *testing.T) {
 	e := newEnvWith(t, envOptions{
 		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
 		network: fmt.Sprintf(`  fallback:
-    confirm_timeout: 4s
+    confirm_timeout: 10s
   rcs:
     provider: rbm
     message_ttl: 1h
@@ -56,7 +56,7 @@ func TestRCSRoute(t *testing.T) {
 	alice := e.newUser("alice")
 	e.login(alice)
 	ghost := ghostMXID(contact)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()
 
 	// Inbound RCS lands in the contact's (new) room.
@@ -78,6 +78,7 @@ func TestRCSRoute(t *testing.T) {
 	}
 
 	// Outbound to an RCS-capable number leaves by RCS; the modem sees nothing.
+	sentAt := time.Now()
 	resp, err := alice.cli.SendText(ctx, portal, "answer by RCS")
 	if err != nil {
 		t.Fatal(err)
@@ -95,12 +96,12 @@ func TestRCSRoute(t *testing.T) {
 	if want := rcs.MessageID(string(resp.EventID), 0); msg.MessageID != want {
 		t.Errorf("RCS message ID %s, want %s (derived from the Matrix event ID)", msg.MessageID, want)
 	}
-	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "RCS") })
-
-	// DELIVERED and READ come back as receipts.
+	// DELIVERED and READ come back as receipts. DELIVERED is pushed at once:
+	// the 10 s confirm timeout leaves room for a loaded machine.
 	if _, res, err := fake.PushUserEvent(ctx, webhook, contact, "DELIVERED", msg.MessageID); err != nil || res.Status != 200 {
 		t.Fatalf("push DELIVERED: %+v %v", res, err)
 	}
+	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "RCS") })
 	alice.waitFor("a delivery status for the RCS message", 30*time.Second, func() bool {
 		for _, st := range alice.statuses {
 			c, ok := st.Content.Parsed.(*event.BeeperMessageStatusEventContent)
@@ -125,9 +126,9 @@ func TestRCSRoute(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(5 * time.Second) // past the confirm timeout: delivered, so no SMS
-	if n := e.sentCount(); n != 0 {
-		t.Fatalf("the modem sent %d messages for a delivered RCS message", n)
+	time.Sleep(time.Until(sentAt.Add(13 * time.Second))) // past the confirm timeout: delivered, so no SMS
+	if sent := e.sim.Sent(); len(sent) != 0 {
+		t.Fatalf("the modem sent %d messages (%+v) for a delivered RCS message; log:\n%s", len(sent), sent, e.tail())
 	}
 
 	// The owner reads the contact's message and types: RCS READ and IS_TYPING
