@@ -102,7 +102,6 @@ func TestSendAPIReadOnMatrix(t *testing.T) {
 		t.Fatalf("rooms with the contact: %v", rooms)
 	}
 	alice.waitJoined(rooms[0], bobID)
-	time.Sleep(time.Second) // let the bridge see the join too
 
 	code, out := a.call(http.MethodPost, "/api/v1/messages", "alerts", map[string]string{"to": contactNumber, "text": "Read me on Matrix"})
 	if code != http.StatusAccepted {

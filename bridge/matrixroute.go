@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -57,6 +58,9 @@ func (t *matrixTransport) Reachable(ctx context.Context, msg *fallback.Message) 
 	membership := event.MembershipLeave
 	if member != nil {
 		membership = member.Membership
+	}
+	if membership == event.MembershipInvite {
+		membership = t.conn.freshMembership(ctx, portal.MXID, msg.Peer, membership)
 	}
 	switch membership {
 	case event.MembershipJoin:
@@ -230,4 +234,27 @@ func (c *Connector) afterOwnerJoined(conv smsConverter) smsConverter {
 		c.waitOwnerJoined(ctx, p, 20*time.Second)
 		return conv(ctx, p, i, m)
 	}
+}
+
+// freshMembership asks the homeserver for peer's membership when the state
+// store still says invited: the join reaches bubbled through the
+// appservice stream, which can lag behind the contact's client, and a
+// message sent meanwhile would go as SMS to someone already in the room.
+// The answer also updates the state store. On any error it returns known.
+func (c *Connector) freshMembership(ctx context.Context, room id.RoomID, peer id.UserID, known event.Membership) event.Membership {
+	mx, ok := c.br.Matrix.(*matrix.Connector)
+	if !ok {
+		return known
+	}
+	var content event.MemberEventContent
+	if err := mx.AS.BotClient().StateEvent(ctx, room, event.StateMember, string(peer), &content); err != nil {
+		c.log.Debug("failed to read the contact's membership from the homeserver", zap.Error(err))
+		return known
+	}
+	if content.Membership != known {
+		if err := mx.AS.StateStore.SetMembership(ctx, room, peer, content.Membership); err != nil {
+			c.log.Debug("failed to store the contact's membership", zap.Error(err))
+		}
+	}
+	return content.Membership
 }

@@ -50,7 +50,6 @@ func TestResumeAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.waitJoined(portal, bobID)
-	time.Sleep(time.Second) // let the bridge see the join
 
 	sentAt := time.Now()
 	if _, err := alice.cli.SendText(ctx, portal, "waits across a restart"); err != nil {

@@ -127,7 +127,6 @@ func TestRouteLadder(t *testing.T) {
 	// message goes through Matrix; unconfirmed, it also goes as SMS.
 	alice.waitMessage(30*time.Second, botMXID, func(b string) bool { return strings.Contains(b, "invited them") })
 	alice.waitJoined(portal, bobID)
-	time.Sleep(time.Second) // let the bridge see the join too
 	if _, err := alice.cli.SendText(ctx, portal, "first, before bob joined"); err != nil {
 		t.Fatal(err)
 	}
