@@ -255,9 +255,13 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 	case *rcs.MessageEvent:
 		base.Type = bridgev2.RemoteEventMessage
 		base.CreatePortal = true
+		convert := convertRCS
+		if portal == nil {
+			convert = ownerJoinedFirst(c, convertRCS) // a new room: see afterOwnerJoined
+		}
 		res := login.QueueRemoteEvent(&simplevent.Message[*rcs.MessageEvent]{
 			EventMeta: base, Data: e, ID: networkid.MessageID(rcsInPrefix + e.MessageID),
-			ConvertMessageFunc: convertRCS,
+			ConvertMessageFunc: convert,
 		})
 		if err := remoteEventError(res); err != nil {
 			return fmt.Errorf("bridge an RCS message into Matrix: %w", err)

@@ -17,7 +17,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/connectors/phone"
-	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/fallback"
 )
 
@@ -230,7 +229,13 @@ func (c *Connector) waitOwnerJoined(ctx context.Context, portal *bridgev2.Portal
 // (20 s at most): the bridge's crypto drops the room's Megolm session when it
 // sees their invite, maybe between making it for that event and encrypting.
 func (c *Connector) afterOwnerJoined(conv smsConverter) smsConverter {
-	return func(ctx context.Context, p *bridgev2.Portal, i bridgev2.MatrixAPI, m *sms.Message) (*bridgev2.ConvertedMessage, error) {
+	return ownerJoinedFirst(c, conv)
+}
+
+// ownerJoinedFirst is afterOwnerJoined for any remote message's converter
+// (SMS, RCS, MMS).
+func ownerJoinedFirst[T any](c *Connector, conv func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, T) (*bridgev2.ConvertedMessage, error)) func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, T) (*bridgev2.ConvertedMessage, error) {
+	return func(ctx context.Context, p *bridgev2.Portal, i bridgev2.MatrixAPI, m T) (*bridgev2.ConvertedMessage, error) {
 		c.waitOwnerJoined(ctx, p, 20*time.Second)
 		return conv(ctx, p, i, m)
 	}

@@ -118,6 +118,10 @@ func (cl *Client) handleMMS(ctx context.Context, d *mms.Delivery) error {
 			key = networkid.PortalKey{ID: groupPortalID(p), Receiver: cl.login.ID}
 		}
 	}
+	convert := convertMMS
+	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
+		convert = ownerJoinedFirst(cl.conn, convertMMS) // a new room: see afterOwnerJoined
+	}
 	res := cl.login.QueueRemoteEvent(&simplevent.Message[*mms.Delivery]{
 		EventMeta: simplevent.EventMeta{
 			Type: bridgev2.RemoteEventMessage, PortalKey: key, CreatePortal: true,
@@ -125,7 +129,7 @@ func (cl *Client) handleMMS(ctx context.Context, d *mms.Delivery) error {
 		},
 		Data:               d,
 		ID:                 networkid.MessageID(d.ID),
-		ConvertMessageFunc: convertMMS,
+		ConvertMessageFunc: convert,
 	})
 	if err := remoteEventError(res); err != nil {
 		return fmt.Errorf("bridge MMS %s into Matrix: %w", d.ID, err)

@@ -3,11 +3,17 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/bubbled/bubbled/connectors/mms/mmscfake"
+	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
+	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
 // TestFirstSMSInNewPortalDecrypts repeats issue 9's "the first SMS in a
@@ -58,4 +64,65 @@ func (u *user) joinedBefore(room id.RoomID, evt id.EventID) bool {
 		}
 	}
 	return false
+}
+
+// TestFirstRCSAndMMSInNewPortalDecrypts is TestFirstSMSInNewPortalDecrypts
+// for the other inbound routes: the first RCS message and the first group
+// MMS of new contacts make new rooms; alice accepts invites after 3 s; each
+// first message must come after her join and reach her client decrypted.
+func TestFirstRCSAndMMSInNewPortalDecrypts(t *testing.T) {
+	const rcsContact = "+15557650001"
+	fake, err := rbmfake.Start(rbmfake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
+	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mmsc := mmscfake.Start(mmscfake.Options{UserAgent: mmsUA})
+	t.Cleanup(mmsc.Close)
+	e := newEnvWith(t, envOptions{
+		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		network: fmt.Sprintf(`  mms:
+    enabled: true
+    mmsc: %s
+    user_agent: %s
+  rcs:
+    provider: rbm
+    public_url: {{AS_URL}}
+    rbm:
+      agent_id: %s
+      service_account_file: %s
+      webhook_client_token: %s
+      base_url: %s
+      token_url: %s`, mmsc.URL(), mmsUA, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL()),
+	})
+	alice := e.newUser("alice")
+	e.login(alice)
+	alice.mu.Lock()
+	alice.joinDelay = 3 * time.Second
+	alice.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	webhook := fmt.Sprintf("http://127.0.0.1:%d/rcs/rbm", e.asPort)
+	if _, res, err := fake.PushUserMessage(ctx, webhook, rcsContact, "first RCS message"); err != nil || res.Status != 200 {
+		t.Fatalf("push: %+v %v; log:\n%s", res, err, e.tail())
+	}
+	group := []string{"+15557650002", "+15557650003"}
+	push, _ := mmsc.Hold(mmscfake.Message{From: group[0], To: []string{lineNumber, group[1]}, Text: "first group MMS"})
+	if err := e.sim.DeliverWAPPush(group[0], push); err != nil {
+		t.Fatal(err)
+	}
+	for _, first := range []struct{ from, text string }{{rcsContact, "first RCS message"}, {group[0], "first group MMS"}} {
+		evt, room := alice.waitMessage(120*time.Second, ghostMXID(first.from), func(b string) bool { return b == first.text })
+		if !evt.Mautrix.WasEncrypted {
+			t.Errorf("%q was not end-to-end encrypted", first.text)
+		}
+		if !alice.joinedBefore(room, evt.ID) {
+			t.Errorf("in the room of %q the ghost's first message came before alice's join; want the join first", first.text)
+		}
+	}
 }
