@@ -192,6 +192,12 @@ func (n Network) MMSFor(m Modem) MMS {
 	if m.MMSInterface != "" {
 		out.Interface = m.MMSInterface
 	}
+	if m.MMSAPN != "" {
+		out.APN = m.MMSAPN
+	}
+	if m.MMSUserAgent != "" {
+		out.UserAgent = m.MMSUserAgent
+	}
 	return out
 }
 
@@ -326,11 +332,14 @@ type Modem struct {
 	// OwnNumber is the SIM's phone number when the SIM does not report it
 	// (AT+CNUM). Load normalises it to E.164 (+12015550123).
 	OwnNumber string `yaml:"own_number"`
-	// MMSMMSC, MMSProxy and MMSInterface override network.mms for this
-	// modem (a second SIM of another carrier, a second data interface).
+	// MMSMMSC, MMSProxy, MMSInterface, MMSAPN and MMSUserAgent override
+	// network.mms for this modem (a second SIM of another carrier, a second
+	// data interface).
 	MMSMMSC      string `yaml:"mms_mmsc"`
 	MMSProxy     string `yaml:"mms_proxy"`
 	MMSInterface string `yaml:"mms_interface"`
+	MMSAPN       string `yaml:"mms_apn"`
+	MMSUserAgent string `yaml:"mms_user_agent"`
 }
 
 // SMS holds SMS limits and timeouts (key network.sms).

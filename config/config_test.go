@@ -409,13 +409,24 @@ func TestLoadProblems(t *testing.T) {
 		{
 			name: "mms bearer kind",
 			edit: func(t *testing.T, s string) string {
-				return replace(t, s, `bearer: ""`, `bearer: "qmi"`, `apn: ""`, `apn: "a,b"`)
+				return replace(t, s, `bearer: ""`, `bearer: "qmi"`, "\n        apn: \"\"", "\n        apn: \"a,b\"")
 			},
 			want: [][]string{
 				{"network.mms.bearer:", `"qmi"`, `"at"`},
 				{"network.mms.apn:", `"a,b"`, "quote, comma"},
 			},
 			wantLines: 2,
+		},
+		{
+			name: "mms per-modem apn",
+			edit: func(t *testing.T, s string) string {
+				return replace(t, s, `bearer: ""`, `bearer: "at"`, `mms_apn: ""`, `mms_apn: "x\"y"`)
+			},
+			want: [][]string{
+				{"network.modems[0].mms_apn:", `x\"y`, "quote, comma"},
+			},
+			notWant:   []string{"network.mms.apn:"}, // every modem names its own
+			wantLines: 1,
 		},
 		{
 			name: "no permissions",
@@ -1281,5 +1292,22 @@ func TestWithStatementCache(t *testing.T) {
 				t.Errorf("withStatementCache(%q) = %q, want %q", tc.uri, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMMSForModem: a modem's own mms_* keys replace network.mms's, the
+// rest is inherited.
+func TestMMSForModem(t *testing.T) {
+	n := Network{MMS: MMS{MMSC: "http://a.example/mms", APN: "mms.a", UserAgent: "ua-a", Proxy: "10.0.0.1:80", Bearer: "at", BearerCID: 2}}
+	got := n.MMSFor(Modem{MMSMMSC: "http://b.example/mms", MMSAPN: "mms.b", MMSUserAgent: "ua-b"})
+	want := MMS{MMSC: "http://b.example/mms", APN: "mms.b", UserAgent: "ua-b", Proxy: "10.0.0.1:80", Bearer: "at", BearerCID: 2}
+	if got != want {
+		t.Errorf("MMSFor = %+v, want %+v", got, want)
+	}
+	if got := n.MMSFor(Modem{}); got != n.MMS {
+		t.Errorf("MMSFor(no overrides) = %+v, want network.mms %+v", got, n.MMS)
+	}
+	if apn := n.MMSFor(Modem{MMSAPN: "mms.b"}).BearerAPN(); apn != "mms.b" {
+		t.Errorf("BearerAPN = %q, want the modem's mms.b", apn)
 	}
 }

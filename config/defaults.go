@@ -52,7 +52,7 @@ var openMaps = []string{
 }
 
 // modemKeys are the keys of one network.modems entry.
-var modemKeys = []string{"id", "device", "baud", "pin", "own_number", "mms_mmsc", "mms_proxy", "mms_interface"}
+var modemKeys = []string{"id", "device", "baud", "pin", "own_number", "mms_mmsc", "mms_proxy", "mms_interface", "mms_apn", "mms_user_agent"}
 
 // ignoredKeys are top-level keys of mautrix configs that bubbled ignores,
 // with what to do instead.

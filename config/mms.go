@@ -27,8 +27,8 @@ func (c *Config) validateMMS(ch *checker) {
 	switch {
 	case m.Bearer != "" && m.Bearer != "at":
 		ch.add(at("bearer"), q(m.Bearer), "is not a bearer set-up", `write "" (you bring the data link up; see README, "MMS") or "at" (bubbled sends AT+CGDCONT/AT+CGACT)`)
-	case m.Bearer == "at" && m.APN == "":
-		ch.add(at("apn"), q(m.APN), "is empty but network.mms.bearer is at", "copy the APN from your carrier's APN settings (the one whose type includes mms)")
+	case m.Bearer == "at" && m.APN == "" && !everyModemHasAPN(c.Network.Modems):
+		ch.add(at("apn"), q(m.APN), "is empty but network.mms.bearer is at", "copy the APN from your carrier's APN settings (the one whose type includes mms), here or as mms_apn of each modem")
 	}
 	if m.BearerCID < 1 || m.BearerCID > 15 {
 		ch.add(at("bearer_cid"), strconv.Itoa(m.BearerCID), "is not a context identifier", "write a cid from 1 to 15 that AT+CGDCONT=? allows and no other program uses, e.g. 1")
@@ -41,7 +41,24 @@ func (c *Config) validateMMS(ch *checker) {
 		checkMMSC(ch, []string{"network", base, "mms_mmsc"}, md.MMSMMSC)
 		checkProxy(ch, []string{"network", base, "mms_proxy"}, md.MMSProxy)
 		checkInterface(ch, []string{"network", base, "mms_interface"}, md.MMSInterface)
+		if strings.ContainsAny(md.MMSAPN, "\",\r\n") {
+			ch.add([]string{"network", base, "mms_apn"}, q(md.MMSAPN), "has a quote, comma or line break", "write the APN as the carrier gives it, e.g. mms.example.com")
+		}
+		if strings.ContainsAny(md.MMSUserAgent, "\r\n") {
+			ch.add([]string{"network", base, "mms_user_agent"}, q(md.MMSUserAgent), "has a line break", "write the user agent on one line")
+		}
 	}
+}
+
+// everyModemHasAPN reports whether modems are listed and each names its
+// own mms_apn (then network.mms.apn may stay empty).
+func everyModemHasAPN(modems []Modem) bool {
+	for _, md := range modems {
+		if md.MMSAPN == "" {
+			return false
+		}
+	}
+	return len(modems) > 0
 }
 
 func checkMMSC(ch *checker, key []string, v string) {
