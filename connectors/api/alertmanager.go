@@ -1,10 +1,13 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 )
 
 // alertmanager.go is Prometheus Alertmanager's webhook receiver: one SMS
@@ -72,6 +75,7 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request, tok *T
 			writeHTTPError(w, herr)
 			return
 		}
+		m.IdempotencyKey, m.dupKeys = alertKeys(&p, m.To, s.cfg.Clock.Now())
 		msgs = append(msgs, m)
 	}
 	ids := make([]string, 0, len(msgs))
@@ -84,6 +88,34 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request, tok *T
 		ids = append(ids, stored.ID)
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"ids": ids, "status": StatusQueued})
+}
+
+// alertRetryWindow is how long a notification posted again unchanged is
+// taken for Alertmanager retrying it (after a timeout or a lost answer),
+// not for a new notification: Alertmanager retries within its
+// group_interval (default 5 m), and repeats an unchanged notification only
+// after repeat_interval (default 4 h).
+const alertRetryWindow = 15 * time.Minute
+
+// alertKeys derives the idempotency key of a notification to one
+// recipient: the same group, status and alerts (fingerprint, status and
+// times) in the same window are the same notification. It also returns the
+// previous window's key, so a retry across a window boundary is one message
+// too (a repeat is then taken as one within 15 to 30 minutes).
+func alertKeys(p *AlertmanagerPayload, to string, now time.Time) (string, []string) {
+	alerts := make([]string, 0, len(p.Alerts))
+	for _, a := range p.Alerts {
+		alerts = append(alerts, strings.Join([]string{a.Fingerprint, a.Status, a.StartsAt, a.EndsAt}, "|"))
+	}
+	sort.Strings(alerts)
+	h := sha256.New()
+	for _, part := range append([]string{p.Receiver, p.GroupKey, p.Status, to}, alerts...) {
+		fmt.Fprintf(h, "%d:%s;", len(part), part)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))[:32]
+	window := now.Unix() / int64(alertRetryWindow/time.Second)
+	key := func(w int64) string { return fmt.Sprintf("alertmanager:%s:%d", sum, w) }
+	return key(window), []string{key(window - 1)}
 }
 
 // readJSONLenient is readJSON for payloads of other programs, whose newer

@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/bubbled/bubbled/fallback"
 )
 
 func loadAlert(t *testing.T, name string) (string, *AlertmanagerPayload) {
@@ -103,5 +108,66 @@ func TestAlertmanagerWebhook(t *testing.T) {
 	}
 	if n := h.rows(t); n != 3 {
 		t.Errorf("%d messages stored, want 3", n)
+	}
+}
+
+// shiftedClock is the system clock moved forward by a settable offset.
+type shiftedClock struct {
+	fallback.SystemClock
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *shiftedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *shiftedClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// TestAlertmanagerRetryIsOneMessage: Alertmanager posts a notification
+// again when it did not see the 202 (timeout, lost answer); that retry is
+// the same message, even across the window boundary. The same alerts
+// resolved, or repeated after repeat_interval, are new messages. A restart
+// in between keeps the keys (they are stored with the message).
+func TestAlertmanagerRetryIsOneMessage(t *testing.T) {
+	clk := &shiftedClock{}
+	dbPath := filepath.Join(t.TempDir(), "bubbled.db")
+	h := newHarness(t, dbPath, func(c *Config) { c.Clock = clk })
+	h.start(t)
+	firing, _ := loadAlert(t, "alertmanager_firing.json")
+	resolved, _ := loadAlert(t, "alertmanager_resolved.json")
+	post := func(h *harness, body string) string {
+		t.Helper()
+		code, _, out := h.do(t, http.MethodPost, "/api/v1/alertmanager?to="+bob, secretA, body)
+		if code != http.StatusAccepted {
+			t.Fatalf("POST = %d %v, want 202", code, out)
+		}
+		return out["ids"].([]any)[0].(string)
+	}
+	first := post(h, firing)
+	if again := post(h, firing); again != first {
+		t.Errorf("a retry right away got a new message %s, want %s", again, first)
+	}
+	clk.advance(alertRetryWindow) // into the next window
+	h2 := newHarness(t, dbPath, func(c *Config) { c.Clock = clk })
+	h2.start(t)
+	if again := post(h2, firing); again != first {
+		t.Errorf("a retry after a restart, one window later, got a new message %s, want %s", again, first)
+	}
+	if res := post(h2, resolved); res == first {
+		t.Errorf("the resolved notification was taken for the firing one")
+	}
+	clk.advance(4 * time.Hour) // repeat_interval
+	if rep := post(h2, firing); rep == first {
+		t.Errorf("a repeat after 4 h was taken for a retry")
+	}
+	if n := h2.rows(t); n != 3 {
+		t.Errorf("%d messages stored, want 3 (firing, resolved, the repeat)", n)
 	}
 }

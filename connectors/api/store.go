@@ -125,6 +125,10 @@ type Message struct {
 
 	routed, mirrored bool
 	attempts         int
+	// dupKeys are further idempotency keys of the same token that make
+	// this message a duplicate (an Alertmanager notification's previous
+	// window).
+	dupKeys []string
 }
 
 // RouterID is the message's ID in the router and the line's outbox
@@ -179,9 +183,12 @@ func (s *Store) put(ctx context.Context, m *Message, now, dayStart time.Time, ca
 	s.putMu.Lock()
 	defer s.putMu.Unlock()
 	err = s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
-		if m.IdempotencyKey != "" {
+		for _, key := range append([]string{m.IdempotencyKey}, m.dupKeys...) {
+			if key == "" {
+				continue
+			}
 			old, err := scanMessage(s.db.QueryRow(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE token=$1 AND idem_key=$2`,
-				m.Token, m.IdempotencyKey))
+				m.Token, key))
 			if err == nil {
 				stored, dup = old, true
 				return nil
