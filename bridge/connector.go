@@ -226,6 +226,9 @@ type MessageMetadata struct {
 	// reactions and replies quote on SMS and inbound reaction texts are
 	// matched against.
 	Text string `json:"text,omitempty"`
+	// DeliveredTo lists the members a group MMS was delivered to, so its
+	// status names all of them, not only the latest report's.
+	DeliveredTo []id.UserID `json:"delivered_to,omitempty"`
 }
 
 // LoginMetadata is stored with each login (phone line).

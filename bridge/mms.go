@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -13,7 +14,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/mms"
@@ -354,7 +354,18 @@ func (cl *Client) handleMMSReport(ctx context.Context, messageID, to string, sta
 	if err != nil {
 		return fmt.Errorf("find the ghost of a delivery report: %w", err)
 	}
-	cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusSuccess, DeliveredTo: []id.UserID{ghost.Intent.GetMXID()}},
+	meta, _ := msg.Metadata.(*MessageMetadata)
+	if meta == nil {
+		meta = &MessageMetadata{}
+		msg.Metadata = meta
+	}
+	if mxid := ghost.Intent.GetMXID(); !slices.Contains(meta.DeliveredTo, mxid) {
+		meta.DeliveredTo = append(meta.DeliveredTo, mxid)
+		if err := cl.conn.br.DB.Message.Update(ctx, msg); err != nil {
+			return fmt.Errorf("remember a group MMS delivery: %w", err)
+		}
+	}
+	cl.conn.br.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{Status: event.MessageStatusSuccess, DeliveredTo: slices.Clone(meta.DeliveredTo)},
 		&bridgev2.MessageStatusEventInfo{RoomID: portal.MXID, SourceEventID: msg.MXID, Sender: msg.SenderMXID})
 	return nil
 }

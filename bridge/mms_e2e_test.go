@@ -148,13 +148,18 @@ func testGroupReply(t *testing.T, e *env, f *mmscfake.Server, alice *user, group
 	if n := len(e.sim.Sent()); n != 0 {
 		t.Errorf("the modem sent %d SMS for a group reply", n)
 	}
-	if err := e.sim.DeliverWAPPush(members[0], f.DeliveryPush(mmscfake.MessageID(1), members[0], 0x81)); err != nil {
-		t.Fatal(err)
+	// Two members' delivery reports: the status names both, not only the
+	// latest reporter.
+	for _, m := range members[:2] {
+		if err := e.sim.DeliverWAPPush(m, f.DeliveryPush(mmscfake.MessageID(1), m, 0x81)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	alice.waitFor("a delivery status for the group MMS", 60*time.Second, func() bool {
+	alice.waitFor("a delivery status for the group MMS naming both members", 60*time.Second, func() bool {
 		for _, st := range alice.statuses {
 			c, ok := st.Content.Parsed.(*event.BeeperMessageStatusEventContent)
-			if ok && c.RelatesTo.EventID == resp.EventID && c.DeliveredToUsers != nil && len(*c.DeliveredToUsers) > 0 {
+			if ok && c.RelatesTo.EventID == resp.EventID && c.DeliveredToUsers != nil &&
+				slices.Contains(*c.DeliveredToUsers, ghostMXID(members[0])) && slices.Contains(*c.DeliveredToUsers, ghostMXID(members[1])) {
 				return true
 			}
 		}
