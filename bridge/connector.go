@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/bridge/metrics"
+	"github.com/bubbled/bubbled/bridge/receiptsync"
 	"github.com/bubbled/bubbled/config"
 	"github.com/bubbled/bubbled/connectors/api"
 	"github.com/bubbled/bubbled/connectors/contacts"
@@ -44,8 +45,10 @@ type Connector struct {
 	log *zap.Logger
 
 	// dir and router are set by Start and read-only afterwards.
-	dir      *directory.Directory
-	router   *fallback.Router
+	dir    *directory.Directory
+	router *fallback.Router
+	// receipts reads read receipts from the bot's /sync (startReceiptSync).
+	receipts *receiptsync.Syncer
 	rcs      *rcs.Transport      // nil without network.rcs.provider
 	rcsHook  *rcs.WebhookHandler // nil without network.rcs.provider
 	rcsMedia *rcs.MediaStore     // nil without network.rcs.public_url
@@ -137,6 +140,9 @@ func (c *Connector) Stop() {
 		c.hooks.Stop()
 	}
 	c.blue.stop()
+	if c.receipts != nil {
+		c.receipts.Stop()
+	}
 	if c.router != nil {
 		_ = c.router.Close()
 	}
@@ -349,6 +355,7 @@ func (c *Connector) startRouter(ctx context.Context) error {
 	}
 	if mx, ok := c.br.Matrix.(*matrix.Connector); ok && mx.EventProcessor != nil {
 		mx.EventProcessor.On(event.EphemeralEventReceipt, c.handleReceipts)
+		c.startReceiptSync(mx)
 	}
 	c.refreshLocalLines(ctx)
 	return nil

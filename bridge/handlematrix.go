@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/bubbled/bubbled/bridge/metrics"
+	"github.com/bubbled/bubbled/bridge/receiptsync"
 	"github.com/bubbled/bubbled/connectors/phone"
 	"github.com/bubbled/bubbled/connectors/sms"
 	"github.com/bubbled/bubbled/connectors/sms/pdu"
@@ -254,6 +257,17 @@ func (c *Connector) handleReceipts(ctx context.Context, evt *event.Event) {
 			}
 		}
 	}
+}
+
+// startReceiptSync reads the contacts' read receipts from the bot's own
+// /sync as well, for homeservers that do not push them to appservices
+// (Dendrite, Conduit); with timers off or no Matrix route nothing waits
+// for them.
+func (c *Connector) startReceiptSync(mx *matrix.Connector) {
+	if c.cfg.Fallback.ConfirmTimeout <= 0 || !slices.Contains(c.cfg.Fallback.Order, string(fallback.RouteMatrix)) {
+		return
+	}
+	c.receipts = receiptsync.Start(receiptsync.Options{Client: mx.AS.BotClient(), Handle: c.handleReceipts, Log: c.log.Named("receipts")})
 }
 
 // HandleMatrixReadReceipt tells the RCS contact that the owner read their

@@ -145,10 +145,13 @@ func TestRouteLadder(t *testing.T) {
 	if !evt.Mautrix.WasEncrypted {
 		t.Errorf("bob's copy was not end-to-end encrypted")
 	}
-	// bob reads it at once. The receipt is journaled behind the message, so
-	// the bridge handles the message (and starts its 10 s timer) first;
-	// 10 s leaves room for a loaded machine between bob's sync and the push.
-	e.pushReceipt(portal, resp.EventID, bobID)
+	// bob's client marks it read at once. Dendrite does not push receipts
+	// to appservices: bubbled reads it from its bot's /sync (receiptsync).
+	// 10 s leaves room for a loaded machine between bob's sync and the
+	// receipt reaching bubbled.
+	if err := bob.cli.MarkRead(ctx, portal, resp.EventID); err != nil {
+		t.Fatal(err)
+	}
 	alice.waitMessage(30*time.Second, botMXID, func(b string) bool {
 		return strings.Contains(b, "is on Matrix as @bob:localhost") && strings.Contains(b, "end-to-end encrypted")
 	})
