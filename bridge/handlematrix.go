@@ -267,7 +267,8 @@ func (c *Connector) startReceiptSync(mx *matrix.Connector) {
 	if c.cfg.Fallback.ConfirmTimeout <= 0 || !slices.Contains(c.cfg.Fallback.Order, string(fallback.RouteMatrix)) {
 		return
 	}
-	c.receipts = receiptsync.Start(receiptsync.Options{Client: mx.AS.BotClient(), Handle: c.handleReceipts, Log: c.log.Named("receipts")})
+	c.receipts = receiptsync.Start(receiptsync.Options{Client: mx.AS.BotClient(), Handle: c.handleReceipts, Log: c.log.Named("receipts"),
+		Active: func() bool { return c.router.Awaiting(fallback.RouteMatrix) }})
 }
 
 // HandleMatrixReadReceipt tells the RCS contact that the owner read their

@@ -78,6 +78,18 @@ func (r *Router) Resume(msg *Message, rcpt Receipt) (time.Time, bool) {
 	return by, true
 }
 
+// Awaiting reports whether some message awaits a confirmation on route rt.
+func (r *Router) Awaiting(rt Route) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.pending {
+		if rec.waiting == rt {
+			return true
+		}
+	}
+	return false
+}
+
 // Pending returns the IDs of the messages awaiting a confirmation, sorted.
 func (r *Router) Pending() []string {
 	r.mu.Lock()

@@ -50,11 +50,20 @@ func TestConfirmationTimers(t *testing.T) {
 			name: "unconfirmed on Matrix, then on RCS: SMS after both", to: bobNumber,
 			run: func(t *testing.T, e *env, m *fallback.Message) {
 				send(t, e, m)
+				if !e.r.Awaiting(fallback.RouteMatrix) || e.r.Awaiting(fallback.RouteRCS) {
+					t.Errorf("Awaiting matrix %v, rcs %v after the Matrix send; want true, false", e.r.Awaiting(fallback.RouteMatrix), e.r.Awaiting(fallback.RouteRCS))
+				}
 				e.clock.Advance(timeout)
 				if got := e.r.Pending(); !slices.Equal(got, []string{m.ID}) {
 					t.Errorf("pending %v after the RCS re-send, want [%s]", got, m.ID)
 				}
+				if e.r.Awaiting(fallback.RouteMatrix) || !e.r.Awaiting(fallback.RouteRCS) {
+					t.Errorf("Awaiting matrix %v, rcs %v after the RCS re-send; want false, true", e.r.Awaiting(fallback.RouteMatrix), e.r.Awaiting(fallback.RouteRCS))
+				}
 				e.clock.Advance(timeout)
+				if e.r.Awaiting(fallback.RouteRCS) {
+					t.Error("Awaiting rcs after the SMS")
+				}
 			},
 			wantSent: map[fallback.Route]int{"matrix": 1, "rcs": 1, "sms": 1},
 			wantFellBack: []string{

@@ -23,6 +23,10 @@ type Options struct {
 	// Handle gets each receipt event, with its RoomID set and its content
 	// parsed. It runs on the sync goroutine.
 	Handle func(ctx context.Context, evt *event.Event)
+	// Active says whether receipts are wanted now (a message awaits one);
+	// while it is false no /sync runs, and the next one picks up from where
+	// the last ended. nil: always.
+	Active func() bool
 	// Log is where failures are logged; nil is quiet.
 	Log *zap.Logger
 	// PollTimeout is the long-poll of one /sync (default 30 s).
@@ -49,6 +53,9 @@ func Filter() *mautrix.Filter {
 		},
 	}
 }
+
+// idleCheck is how often an inactive Syncer asks Active again.
+const idleCheck = time.Second
 
 // Syncer is one running receipt sync.
 type Syncer struct {
@@ -91,6 +98,14 @@ func (s *Syncer) run(ctx context.Context) {
 	wait := s.opts.RetryInitial
 	filterID, since := "", ""
 	for ctx.Err() == nil {
+		if s.opts.Active != nil && !s.opts.Active() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(idleCheck):
+			}
+			continue
+		}
 		var err error
 		if filterID == "" {
 			filterID, err = s.createFilter(ctx)

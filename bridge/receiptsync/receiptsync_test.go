@@ -152,3 +152,34 @@ func TestStopWhileLongPolling(t *testing.T) {
 		t.Fatal("Stop did not end a waiting /sync")
 	}
 }
+
+// TestIdleWhileInactive: no /sync runs while Active is false; once it
+// turns true the sync starts.
+func TestIdleWhileInactive(t *testing.T) {
+	hs := &fakeHS{t: t, answers: []func(http.ResponseWriter){syncBody("s1", "!a:hs", "$e1", "@bob:hs")}}
+	srv := httptest.NewServer(hs)
+	defer srv.Close()
+	cli, _ := mautrix.NewClient(srv.URL, "@bot:hs", "as-token")
+	var active sync.Mutex
+	on := false
+	got := make(chan *event.Event, 1)
+	s := Start(Options{Client: cli, PollTimeout: time.Second,
+		Active: func() bool { active.Lock(); defer active.Unlock(); return on },
+		Handle: func(_ context.Context, evt *event.Event) { got <- evt }})
+	defer s.Stop()
+	time.Sleep(1500 * time.Millisecond)
+	hs.mu.Lock()
+	n := len(hs.syncs)
+	hs.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d syncs while inactive, want 0", n)
+	}
+	active.Lock()
+	on = true
+	active.Unlock()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no receipt after turning active")
+	}
+}
