@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,28 +21,11 @@ import (
 // DELIVERED moves the API status to delivered, as an SMS status report does.
 func TestSendAPIFirstMessageByRCS(t *testing.T) {
 	const contact = "+15557654321"
-	fake, err := rbmfake.Start(rbmfake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake, rcsConfig := startRBM(t, "message_ttl: 1h", "public_url: {{AS_URL}}")
 	fake.SetCapabilities(contact, "RICHCARD_STANDALONE")
-	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
-	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a := newAPIEnv(t, envOptions{network: fmt.Sprintf(`  fallback:
+	a := newAPIEnv(t, envOptions{network: `  fallback:
     confirm_timeout: 10m
-  rcs:
-    provider: rbm
-    message_ttl: 1h
-    public_url: {{AS_URL}}
-    rbm:
-      agent_id: %s
-      service_account_file: %s
-      webhook_client_token: %s
-      base_url: %s
-      token_url: %s`, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL())})
+` + rcsConfig})
 	webhook := fmt.Sprintf("http://127.0.0.1:%d/rcs/rbm", a.asPort)
 	alice := a.newUser("alice")
 	a.login(alice)

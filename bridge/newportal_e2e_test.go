@@ -3,8 +3,6 @@ package bridge_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/bubbled/bubbled/connectors/mms/mmscfake"
-	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
@@ -72,32 +69,12 @@ func (u *user) joinedBefore(room id.RoomID, evt id.EventID) bool {
 // first message must come after her join and reach her client decrypted.
 func TestFirstRCSAndMMSInNewPortalDecrypts(t *testing.T) {
 	const rcsContact = "+15557650001"
-	fake, err := rbmfake.Start(rbmfake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
-	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
-	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fake, rcsConfig := startRBM(t, "public_url: {{AS_URL}}")
 	mmsc := mmscfake.Start(mmscfake.Options{UserAgent: mmsUA})
 	t.Cleanup(mmsc.Close)
 	e := newEnvWith(t, envOptions{
-		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
-		network: fmt.Sprintf(`  mms:
-    enabled: true
-    mmsc: %s
-    user_agent: %s
-  rcs:
-    provider: rbm
-    public_url: {{AS_URL}}
-    rbm:
-      agent_id: %s
-      service_account_file: %s
-      webhook_client_token: %s
-      base_url: %s
-      token_url: %s`, mmsc.URL(), mmsUA, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL()),
+		sim:     modemsim.Options{OwnNumber: lineNumber, Echo: true},
+		network: "  mms:\n    enabled: true\n    mmsc: " + mmsc.URL() + "\n    user_agent: " + mmsUA + "\n" + rcsConfig,
 	})
 	alice := e.newUser("alice")
 	e.login(alice)

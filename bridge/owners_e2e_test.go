@@ -3,8 +3,6 @@ package bridge_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/bubbled/bubbled/connectors/rcs/rbmfake"
 	"github.com/bubbled/bubbled/connectors/sms/modemsim"
 )
 
@@ -260,31 +257,14 @@ func TestCostCapsHoldAndSurviveRestart(t *testing.T) {
 // take the next route (SMS from his line).
 func TestRCSNewContactGoesToOwner(t *testing.T) {
 	const contact = "+15557654321"
-	fake, err := rbmfake.Start(rbmfake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake, rcsConfig := startRBM(t, "owner: \"@bob:localhost\"", "rate_per_day: 1")
 	fake.SetCapabilities(contact, "RICHCARD_STANDALONE")
-	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
-	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	e := newEnvWith(t, envOptions{
 		sim:    modemsim.Options{OwnNumber: lineNumber, Echo: true},
 		second: true,
-		network: fmt.Sprintf(`  fallback:
+		network: `  fallback:
     confirm_timeout: 0s
-  rcs:
-    provider: rbm
-    owner: "@bob:localhost"
-    rate_per_day: 1
-    rbm:
-      agent_id: %s
-      service_account_file: %s
-      webhook_client_token: %s
-      base_url: %s
-      token_url: %s`, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL()),
+` + rcsConfig,
 	})
 	webhook := fmt.Sprintf("http://127.0.0.1:%d/rcs/rbm", e.asPort)
 	alice, bob := e.newUser("alice"), e.newUser("bob")

@@ -27,30 +27,13 @@ import (
 // revoked and re-sent as SMS with a notice.
 func TestRCSRoute(t *testing.T) {
 	const contact = "+15557654321"
-	fake, err := rbmfake.Start(rbmfake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake, rcsConfig := startRBM(t, "message_ttl: 1h", "public_url: {{AS_URL}}")
 	fake.SetCapabilities(contact, "RICHCARD_STANDALONE", "ACTION_DIAL")
-	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
-	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	e := newEnvWith(t, envOptions{
 		sim: modemsim.Options{OwnNumber: lineNumber, Echo: true},
-		network: fmt.Sprintf(`  fallback:
+		network: `  fallback:
     confirm_timeout: 10s
-  rcs:
-    provider: rbm
-    message_ttl: 1h
-    public_url: {{AS_URL}}
-    rbm:
-      agent_id: %s
-      service_account_file: %s
-      webhook_client_token: %s
-      base_url: %s
-      token_url: %s`, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL()),
+` + rcsConfig,
 	})
 	webhook := fmt.Sprintf("http://127.0.0.1:%d/rcs/rbm", e.asPort)
 	alice := e.newUser("alice")
@@ -274,4 +257,30 @@ func TestRCSRoute(t *testing.T) {
 	if res, err := fake.Push(ctx, webhook, data, rbmfake.Tampered); err != nil || res.Status != 401 {
 		t.Errorf("tampered push answered %+v %v, want 401", res, err)
 	}
+}
+
+// startRBM starts the RBM fake and returns it with the network.rcs section
+// that points bubbled at it; keys are further lines of that section
+// ("owner: ...", "public_url: {{AS_URL}}").
+func startRBM(t *testing.T, keys ...string) (*rbmfake.Server, string) {
+	t.Helper()
+	fake, err := rbmfake.Start(rbmfake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	keyFile := filepath.Join(t.TempDir(), "rbm-key.json")
+	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	section := "  rcs:\n    provider: rbm\n"
+	for _, k := range keys {
+		section += "    " + k + "\n"
+	}
+	return fake, section + fmt.Sprintf(`    rbm:
+      agent_id: %s
+      service_account_file: %s
+      webhook_client_token: %s
+      base_url: %s
+      token_url: %s`, fake.AgentID(), keyFile, fake.ClientToken(), fake.URL(), fake.TokenURL())
 }

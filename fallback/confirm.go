@@ -29,10 +29,19 @@ func (r *Router) Confirm(msgID string) bool {
 // ConfirmRead confirms every message of a conversation that awaits a
 // confirmation on route rt and was created at or before upTo: the contact's
 // read receipt on an event at upTo covers all messages before it. It returns
-// how many were confirmed.
+// how many were confirmed. The mark is also remembered, so a message created
+// at or before upTo that the Router is handed later (the receipt overtook
+// it) does not wait for a confirmation at all.
 func (r *Router) ConfirmRead(conv string, rt Route, upTo time.Time) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	cs := r.convLocked(conv)
+	if cs.readUpTo == nil {
+		cs.readUpTo = map[Route]time.Time{}
+	}
+	if upTo.After(cs.readUpTo[rt]) {
+		cs.readUpTo[rt] = upTo
+	}
 	n := 0
 	for msgID, rec := range r.pending {
 		if rec.conv == conv && rec.waiting == rt && !rec.msg.Created.After(upTo) {
@@ -62,6 +71,9 @@ func (r *Router) Resume(msg *Message, rcpt Receipt) (time.Time, bool) {
 	if pin != "" || !r.timerWanted(r.ladder, rcpt.Route, []Route{rcpt.Route}) {
 		return time.Time{}, false
 	}
+	if created := msg.Created; !created.IsZero() && r.readLocked(msg.Conversation, rcpt.Route, created) {
+		return time.Time{}, false
+	}
 	now := r.clock.Now()
 	m := *msg
 	if m.Created.IsZero() {
@@ -76,6 +88,17 @@ func (r *Router) Resume(msg *Message, rcpt Receipt) (time.Time, bool) {
 	by := r.armLocked(msg.ID, rec, rcpt.Route, left)
 	rec.rcpt.ConfirmBy = by
 	return by, true
+}
+
+// readLocked reports whether the contact of conv has read, on rt, up to a
+// message created at created.
+func (r *Router) readLocked(conv string, rt Route, created time.Time) bool {
+	cs := r.convs[conv]
+	if cs == nil || cs.readUpTo == nil {
+		return false
+	}
+	mark, ok := cs.readUpTo[rt]
+	return ok && !created.After(mark)
 }
 
 // Awaiting reports whether some message awaits a confirmation on route rt.
@@ -205,7 +228,7 @@ func (r *Router) expire(msgID string, gen uint64) {
 		rt := res.rcpt.Route
 		rec.used = append(rec.used, rt)
 		rec.msg = res.msg
-		if pin == "" && !r.closed && r.timerWanted(ladder, rt, rec.used) {
+		if pin == "" && !r.closed && r.timerWanted(ladder, rt, rec.used) && !r.readLocked(rec.conv, rt, rec.msg.Created) {
 			res.rcpt.ConfirmBy = r.armLocked(msgID, rec, rt, r.confirmTimeout)
 		}
 		rec.rcpt = res.rcpt

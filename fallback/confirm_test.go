@@ -73,6 +73,23 @@ func TestConfirmationTimers(t *testing.T) {
 			wantDirInval: []string{bobNumber},
 		},
 		{
+			name: "read before the Router had it: no wait, nothing more", to: bobNumber,
+			run: func(t *testing.T, e *env, m *fallback.Message) {
+				// The contact's receipt on this very message overtook it.
+				if n := e.r.ConfirmRead(m.Conversation, fallback.RouteMatrix, m.Created); n != 0 {
+					t.Errorf("ConfirmRead confirmed %d before any message", n)
+				}
+				send(t, e, m)
+				e.clock.Advance(2 * timeout)
+				// A later message still waits.
+				later := msg(bobNumber)
+				later.ID, later.Created = m.ID+"-later", m.Created.Add(time.Second)
+				send(t, e, later)
+			},
+			wantSent:    map[fallback.Route]int{"matrix": 2},
+			wantPending: 1,
+		},
+		{
 			name: "confirmed in time: nothing more", to: bobNumber,
 			run: func(t *testing.T, e *env, m *fallback.Message) {
 				send(t, e, m)

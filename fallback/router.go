@@ -107,6 +107,11 @@ type convState struct {
 	pin  Route
 	last Route
 	peer id.UserID
+	// readUpTo is, per confirming route, the newest message time the
+	// contact has read (ConfirmRead): a read mark can arrive before the
+	// Router has the message it covers (the contact's client is faster
+	// than the bridge's event stream).
+	readUpTo map[Route]time.Time
 }
 
 // record is what the Router keeps per message (guarded by Router.mu).
@@ -483,7 +488,7 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	rt := res.rcpt.Route
 	rec.used = append(rec.used, rt)
 	rec.msg = res.msg
-	if pin == "" && r.timerWanted(ladder, rt, rec.used) {
+	if pin == "" && r.timerWanted(ladder, rt, rec.used) && !r.readLocked(m.Conversation, rt, rec.msg.Created) {
 		res.rcpt.ConfirmBy = r.armLocked(m.ID, rec, rt, r.confirmTimeout)
 	}
 	rec.rcpt = res.rcpt
