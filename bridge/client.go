@@ -125,6 +125,12 @@ func (h *lineHooks) outcome(ctx context.Context, o sms.Outcome) error {
 	if cl == nil {
 		return errors.New("the line has no login yet")
 	}
+	if o.Kind == sms.OutcomeQueued && strings.HasPrefix(o.MessageID, "$") {
+		// A Matrix message's Queued outcome shows nowhere: skip finding its
+		// message and room (two queries per message).
+		cl.log.Debug("SMS progressed", zap.String("sms_id", o.MessageID), zap.String("outcome", string(o.Kind)), zap.Int("parts", o.Parts))
+		return nil
+	}
 	return cl.handleOutcome(ctx, o)
 }
 
