@@ -479,3 +479,24 @@ func TestAheadEventsSurviveACrash(t *testing.T) {
 		t.Fatal("the event Ahead took was lost with the process")
 	}
 }
+
+// TestTransactionsWithNothingKeptTouchNoTable: a transaction whose events
+// are all filtered out (the bridge's own events coming back, most of the
+// traffic) is answered 200 without a database write.
+func TestTransactionsWithNothingKeptTouchNoTable(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "j.db"))
+	j := newJournal(t, db, Options{Keep: func(e Event) bool { return e.Sender != "@bot:x" }})
+	h := Handler(token, 1<<20, j, nil, zaptest.NewLogger(t))
+	for _, id := range []string{"echo", "echo"} {
+		if w := put(t, h, id, "Bearer "+token, txnBodyOf(msg("$e", "@bot:x", "the bot's own"))); w.Code != http.StatusOK {
+			t.Fatalf("HTTP %d", w.Code)
+		}
+	}
+	var n int
+	if err := db.QueryRow(context.Background(), `SELECT (SELECT COUNT(*) FROM bubbled_as_txn) + (SELECT COUNT(*) FROM bubbled_as_queue)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows stored for transactions with nothing kept", n)
+	}
+}

@@ -154,6 +154,11 @@ func (j *Journal) PutTransaction(w http.ResponseWriter, r *http.Request) {
 
 // add stores a transaction and offers its events to Ahead.
 func (j *Journal) add(ctx context.Context, txnID string, kept []Event) (dup bool, err error) {
+	if len(kept) == 0 {
+		// Nothing to store, nor to keep from being handled twice: most
+		// transactions are the bridge's own events coming back.
+		return false, nil
+	}
 	if j.opts.Ahead == nil {
 		_, dup, err = j.store.add(ctx, txnID, kept, time.Now().UnixMilli())
 		return dup, err
