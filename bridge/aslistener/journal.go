@@ -281,13 +281,12 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 			continue
 		}
 		if len(entries) == 0 {
-			select {
-			case <-j.wake:
-				continue
-			case <-j.stop:
+			if !j.waitWake() {
 				return
 			}
+			continue
 		}
+		all := true
 		for _, e := range entries {
 			select {
 			case <-j.stop:
@@ -305,9 +304,25 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 				if !j.sleep(time.Second) {
 					return
 				}
+				all = false
 				break
 			}
 		}
+		// A short batch was all there was: whatever came since has sent a
+		// wake, so there is no need to ask the database again first.
+		if all && len(entries) < batchSize && !j.waitWake() {
+			return
+		}
+	}
+}
+
+// waitWake waits for a new transaction or Stop; it reports whether to go on.
+func (j *Journal) waitWake() bool {
+	select {
+	case <-j.wake:
+		return true
+	case <-j.stop:
+		return false
 	}
 }
 
