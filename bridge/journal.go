@@ -64,18 +64,32 @@ type Listener struct {
 	journal *aslistener.Journal
 	server  *aslistener.Server
 	log     *zap.Logger
+
+	// sessions are the Megolm sessions the crypto store already had (the
+	// worker's own: no lock); asking the store costs a query and an
+	// unpickle per event.
+	sessions map[sessionKey]struct{}
 }
+
+type sessionKey struct {
+	room    id.RoomID
+	session id.SessionID
+}
+
+// maxKnownSessions bounds sessions; it is emptied when full (a session
+// rotates after 100 messages or a week).
+const maxKnownSessions = 4096
 
 // NewListener opens the journal, tells mautrix not to start its own
 // server, and starts listening on appservice.hostname:port. Transactions
 // are answered from then on and handled once Start runs.
 func NewListener(ctx context.Context, br *bridgev2.Bridge, mx *matrix.Connector, cfg config.Listener, opts ListenerOptions, log *zap.Logger) (*Listener, error) {
-	l := &Listener{br: br, mx: mx, log: log}
+	l := &Listener{br: br, mx: mx, log: log, sessions: map[sessionKey]struct{}{}}
 	if opts.JournalOff || opts.Failpoint != "" {
 		log.Warn("started with test-only switches", zap.Bool("journal_off", opts.JournalOff), zap.String("failpoint", opts.Failpoint))
 	}
 	var err error
-	l.journal, err = aslistener.New(ctx, br.DB.Database, aslistener.Options{Keep: l.keep, Extras: l.extras,
+	l.journal, err = aslistener.New(ctx, br.DB.Database, aslistener.Options{Keep: l.keep, Extras: l.extras, Ahead: l.ahead,
 		Memory: opts.JournalOff, Failpoint: opts.Failpoint, Log: log.Named("journal")})
 	if err != nil {
 		return nil, err
@@ -135,10 +149,50 @@ func (l *Listener) keep(e aslistener.Event) bool {
 // does, then dispatches it; the event processor runs its handlers before
 // Dispatch returns (bridgev2 uses the Sync mode).
 func (l *Listener) handle(ctx context.Context, e aslistener.Entry) {
+	evt := l.parse(e)
+	if evt == nil {
+		return
+	}
+	if evt.Type.IsState() {
+		mautrix.UpdateStateStore(ctx, l.mx.AS.StateStore, evt)
+	}
+	if evt.Type.Class == event.ToDeviceEventType {
+		// journaled before a crash, or ahead found mautrix's channel full
+		l.mx.AS.ToDeviceEvents <- evt
+		return
+	}
+	if !l.waitForSession(ctx, evt) {
+		return // stopping: the event stays journaled
+	}
+	l.mx.EventProcessor.Dispatch(ctx, evt)
+}
+
+// ahead hands a to-device event (a room key) to mautrix's encryption loop
+// as soon as it is journaled, so that it never waits behind the message it
+// decrypts (which the worker holds in waitForSession, up to sessionWait).
+func (l *Listener) ahead(e aslistener.Entry) bool {
+	if e.Class != aslistener.ClassToDevice {
+		return false
+	}
+	evt := l.parse(e)
+	if evt == nil {
+		return false
+	}
+	select {
+	case l.mx.AS.ToDeviceEvents <- evt:
+		return true
+	default:
+		return false
+	}
+}
+
+// parse decodes a journaled event as mautrix's transaction handler does;
+// nil when it is not a Matrix event.
+func (l *Listener) parse(e aslistener.Entry) *event.Event {
 	evt := &event.Event{}
 	if err := json.Unmarshal(e.Raw, evt); err != nil {
 		l.log.Warn("dropped a journaled event that is not a Matrix event", zap.String("txn_id", e.TxnID), zap.Error(err))
-		return
+		return nil
 	}
 	evt.Mautrix.ReceivedAt = time.Now()
 	switch {
@@ -155,19 +209,7 @@ func (l *Listener) handle(ctx context.Context, e aslistener.Entry) {
 		l.log.Warn("failed to parse a journaled event's content", zap.String("event_id", evt.ID.String()),
 			zap.String("event_type", evt.Type.Type), zap.Error(err))
 	}
-	if evt.Type.IsState() {
-		mautrix.UpdateStateStore(ctx, l.mx.AS.StateStore, evt)
-	}
-	if evt.Type.Class == event.ToDeviceEventType {
-		// mautrix's encryption loop, not this worker, so that a room key is
-		// never stuck behind the message it decrypts.
-		l.mx.AS.ToDeviceEvents <- evt
-		return
-	}
-	if !l.waitForSession(ctx, evt) {
-		return // stopping: the event stays journaled
-	}
-	l.mx.EventProcessor.Dispatch(ctx, evt)
+	return evt
 }
 
 // sessionWait is how long the worker holds an encrypted event whose Megolm
@@ -185,7 +227,15 @@ func (l *Listener) waitForSession(ctx context.Context, evt *event.Event) bool {
 	if !ok || l.mx.Crypto == nil || c.SessionID == "" {
 		return true
 	}
+	key := sessionKey{evt.RoomID, c.SessionID}
+	if _, ok := l.sessions[key]; ok {
+		return true
+	}
 	if l.mx.Crypto.WaitForSession(ctx, evt.RoomID, c.SenderKey, c.SessionID, sessionWait) {
+		if len(l.sessions) >= maxKnownSessions {
+			clear(l.sessions)
+		}
+		l.sessions[key] = struct{}{}
 		return true
 	}
 	if ctx.Err() != nil {

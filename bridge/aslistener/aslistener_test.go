@@ -377,7 +377,7 @@ func TestTransactionIDsAreForgotten(t *testing.T) {
 	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{})
 	old := time.Now().Add(-txnIDRetention - time.Hour).UnixMilli()
 	for id, at := range map[string]int64{"old": old, "new": time.Now().UnixMilli()} {
-		if _, err := j.store.add(ctx, id, nil, at); err != nil {
+		if _, _, err := j.store.add(ctx, id, nil, at); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -386,8 +386,117 @@ func TestTransactionIDsAreForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, wantDup := range map[string]bool{"old": false, "new": true} {
-		if dup, err := j.store.add(ctx, id, nil, time.Now().UnixMilli()); err != nil || dup != wantDup {
+		if _, dup, err := j.store.add(ctx, id, nil, time.Now().UnixMilli()); err != nil || dup != wantDup {
 			t.Errorf("transaction %s seen again: dup=%v, %v; want dup=%v", id, dup, err, wantDup)
 		}
+	}
+}
+
+// TestAheadDoesNotWaitBehindTheQueue: a to-device room key that arrives in
+// a transaction after the message it decrypts reaches crypto while the
+// worker still holds that message (which waits for the key), and the
+// worker then deletes it without handing it over twice. Without Ahead the
+// key sits behind the message: the wait runs out, as it did before
+// (30 s in bubbled).
+func TestAheadDoesNotWaitBehindTheQueue(t *testing.T) {
+	const keyWait = 3 * time.Second
+	for _, ahead := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ahead=%v", ahead), func(t *testing.T) {
+			key := make(chan struct{})
+			var once sync.Once
+			var mu sync.Mutex
+			var handed []string
+			opts := Options{}
+			if ahead {
+				opts.Ahead = func(e Entry) bool {
+					if e.Class != ClassToDevice {
+						return false
+					}
+					once.Do(func() { close(key) })
+					return true
+				}
+			}
+			j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), opts)
+			h := Handler(token, 1<<20, j, nil, zaptest.NewLogger(t))
+			waited := make(chan time.Duration, 1)
+			j.Start(context.Background(), func(ctx context.Context, e Entry) {
+				mu.Lock()
+				handed = append(handed, string(e.Class))
+				mu.Unlock()
+				if e.Class == ClassToDevice {
+					once.Do(func() { close(key) })
+					return
+				}
+				start := time.Now()
+				select { // as waitForSession does
+				case <-key:
+				case <-time.After(keyWait):
+				}
+				waited <- time.Since(start)
+			})
+			defer func() { _ = j.Stop(context.Background()) }()
+			put(t, h, "msg", "Bearer "+token, txnBodyOf(msg("$m", "@a:x", "needs the key")))
+			put(t, h, "key", "Bearer "+token, `{"to_device":[{"type":"m.room.encrypted","sender":"@a:x","content":{"algorithm":"m.olm.v1.curve25519-aes-sha2"}}]}`)
+			w := <-waited
+			if ahead != (w < keyWait) {
+				t.Fatalf("ahead=%v: the message waited %v for its key (the wait gives up after %v)", ahead, w, keyWait)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for len(pending(t, j)) > 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			want := []string{"timeline", "to_device"}
+			if ahead {
+				want = want[:1] // the key went ahead, once
+			}
+			if fmt.Sprint(handed) != fmt.Sprint(want) || len(pending(t, j)) != 0 {
+				t.Fatalf("worker handed %v with %d left journaled, want %v and none", handed, len(pending(t, j)), want)
+			}
+		})
+	}
+}
+
+// TestAheadEventsSurviveACrash: an event Ahead took but the worker had not
+// deleted yet is handed over in order by the next start.
+func TestAheadEventsSurviveACrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	first := newJournal(t, openDB(t, path), Options{Ahead: func(Entry) bool { return true }})
+	put(t, Handler(token, 1<<20, first, nil, zaptest.NewLogger(t)), "k1", "Bearer "+token,
+		`{"to_device":[{"type":"m.room.encrypted","sender":"@a:x","content":{}}]}`)
+	// first never starts its worker: the process died before it got there.
+	second := newJournal(t, openDB(t, path), Options{Ahead: func(Entry) bool { return true }})
+	handled := make(chan Class, 1)
+	second.Start(context.Background(), func(_ context.Context, e Entry) { handled <- e.Class })
+	defer func() { _ = second.Stop(context.Background()) }()
+	select {
+	case c := <-handled:
+		if c != ClassToDevice {
+			t.Fatalf("handed a %s event, want the to-device one", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the event Ahead took was lost with the process")
+	}
+}
+
+// TestTransactionsWithNothingKeptTouchNoTable: a transaction whose events
+// are all filtered out (the bridge's own events coming back, most of the
+// traffic) is answered 200 without a database write.
+func TestTransactionsWithNothingKeptTouchNoTable(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "j.db"))
+	j := newJournal(t, db, Options{Keep: func(e Event) bool { return e.Sender != "@bot:x" }})
+	h := Handler(token, 1<<20, j, nil, zaptest.NewLogger(t))
+	for _, id := range []string{"echo", "echo"} {
+		if w := put(t, h, id, "Bearer "+token, txnBodyOf(msg("$e", "@bot:x", "the bot's own"))); w.Code != http.StatusOK {
+			t.Fatalf("HTTP %d", w.Code)
+		}
+	}
+	var n int
+	if err := db.QueryRow(context.Background(), `SELECT (SELECT COUNT(*) FROM bubbled_as_txn) + (SELECT COUNT(*) FROM bubbled_as_queue)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows stored for transactions with nothing kept", n)
 	}
 }

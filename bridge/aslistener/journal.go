@@ -46,6 +46,13 @@ type Options struct {
 	Failpoint string
 	// Crash is what the failpoint calls; nil sends SIGKILL to the process.
 	Crash func()
+	// Ahead may take a kept event at once, when its transaction is
+	// journaled, instead of in order (a to-device room key must not wait
+	// behind the message it decrypts). It reports whether it took the
+	// event; the worker then deletes it without handing it over, unless a
+	// crash came first: then it is handed over in order after the restart.
+	// It must not block. nil takes nothing.
+	Ahead func(Entry) bool
 	// Log receives the journal's own lines.
 	Log *zap.Logger
 }
@@ -63,6 +70,12 @@ type Journal struct {
 	done  chan struct{}
 	fired atomic.Bool
 
+	// aheadMu is held while a transaction is stored and offered to Ahead,
+	// and by the worker while it checks taken, so that the worker never
+	// sees an event before Ahead had its chance.
+	aheadMu sync.Mutex
+	taken   map[int64]bool // by Ahead, not yet deleted by the worker
+
 	startOnce sync.Once
 	stopOnce  sync.Once
 }
@@ -71,7 +84,7 @@ type Journal struct {
 // bubbled_journal_version) and returns the journal. With opts.Memory db is
 // not used.
 func New(ctx context.Context, db *dbutil.Database, opts Options) (*Journal, error) {
-	j := &Journal{opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	j := &Journal{opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), taken: map[int64]bool{}}
 	if j.opts.Log == nil {
 		j.opts.Log = zap.NewNop()
 	}
@@ -111,7 +124,7 @@ func (j *Journal) PutTransaction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kept := j.keep(txn)
-	dup, err := j.store.add(r.Context(), txnID, kept, time.Now().UnixMilli())
+	dup, err := j.add(r.Context(), txnID, kept)
 	if err != nil {
 		j.opts.Log.Error("failed to journal a transaction; the homeserver will send it again", zap.String("txn_id", txnID), zap.Error(err))
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not store the transaction")
@@ -137,6 +150,40 @@ func (j *Journal) PutTransaction(w http.ResponseWriter, r *http.Request) {
 		default:
 		}
 	}
+}
+
+// add stores a transaction and offers its events to Ahead.
+func (j *Journal) add(ctx context.Context, txnID string, kept []Event) (dup bool, err error) {
+	if len(kept) == 0 {
+		// Nothing to store, nor to keep from being handled twice: most
+		// transactions are the bridge's own events coming back.
+		return false, nil
+	}
+	if j.opts.Ahead == nil {
+		_, dup, err = j.store.add(ctx, txnID, kept, time.Now().UnixMilli())
+		return dup, err
+	}
+	j.aheadMu.Lock()
+	defer j.aheadMu.Unlock()
+	seqs, dup, err := j.store.add(ctx, txnID, kept, time.Now().UnixMilli())
+	if err != nil || dup {
+		return dup, err
+	}
+	for i, e := range kept {
+		if j.opts.Ahead(Entry{Seq: seqs[i], TxnID: txnID, Class: e.Class, Raw: e.Raw}) {
+			j.taken[seqs[i]] = true
+		}
+	}
+	return false, nil
+}
+
+// wasTaken reports whether Ahead took the event, and forgets it.
+func (j *Journal) wasTaken(seq int64) bool {
+	j.aheadMu.Lock()
+	defer j.aheadMu.Unlock()
+	ok := j.taken[seq]
+	delete(j.taken, seq)
+	return ok
 }
 
 // keep filters a transaction's events and logs the ones that were not events.
@@ -234,20 +281,21 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 			continue
 		}
 		if len(entries) == 0 {
-			select {
-			case <-j.wake:
-				continue
-			case <-j.stop:
+			if !j.waitWake() {
 				return
 			}
+			continue
 		}
+		all := true
 		for _, e := range entries {
 			select {
 			case <-j.stop:
 				return
 			default:
 			}
-			handle(hctx, e)
+			if !j.wasTaken(e.Seq) {
+				handle(hctx, e)
+			}
 			if hctx.Err() != nil {
 				return // stopped while handling it: it stays journaled
 			}
@@ -256,9 +304,25 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 				if !j.sleep(time.Second) {
 					return
 				}
+				all = false
 				break
 			}
 		}
+		// A short batch was all there was: whatever came since has sent a
+		// wake, so there is no need to ask the database again first.
+		if all && len(entries) < batchSize && !j.waitWake() {
+			return
+		}
+	}
+}
+
+// waitWake waits for a new transaction or Stop; it reports whether to go on.
+func (j *Journal) waitWake() bool {
+	select {
+	case <-j.wake:
+		return true
+	case <-j.stop:
+		return false
 	}
 }
 

@@ -19,9 +19,10 @@ type Entry struct {
 // store keeps transactions until their events are handled. add is called by
 // the HTTP handlers, next and done by the worker only.
 type store interface {
-	// add records a transaction ID with its kept events in one atomic step;
-	// dup is true (and nothing is stored) when the ID was seen before.
-	add(ctx context.Context, txnID string, evts []Event, now int64) (dup bool, err error)
+	// add records a transaction ID with its kept events in one atomic step
+	// and returns the events' sequence numbers; dup is true (and nothing is
+	// stored) when the ID was seen before.
+	add(ctx context.Context, txnID string, evts []Event, now int64) (seqs []int64, dup bool, err error)
 	next(ctx context.Context, limit int) ([]Entry, error)
 	done(ctx context.Context, seq int64) error
 	// prune forgets transaction IDs seen before the cutoff.
@@ -76,8 +77,9 @@ func schemaV2(ctx context.Context, db *dbutil.Database) error {
 // dbStore is the journal in the bridge database.
 type dbStore struct{ db *dbutil.Database }
 
-func (s *dbStore) add(ctx context.Context, txnID string, evts []Event, now int64) (dup bool, err error) {
+func (s *dbStore) add(ctx context.Context, txnID string, evts []Event, now int64) (seqs []int64, dup bool, err error) {
 	err = s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		seqs = seqs[:0]
 		res, err := s.db.Exec(ctx, `INSERT INTO bubbled_as_txn (txn_id, received_at) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING`, txnID, now)
 		if err != nil {
 			return err
@@ -87,14 +89,16 @@ func (s *dbStore) add(ctx context.Context, txnID string, evts []Event, now int64
 			return err
 		}
 		for _, e := range evts {
-			if _, err := s.db.Exec(ctx, `INSERT INTO bubbled_as_queue (txn_id, class, body, received_at) VALUES ($1, $2, $3, $4)`,
-				txnID, string(e.Class), string(e.Raw), now); err != nil {
+			var seq int64
+			if err := s.db.QueryRow(ctx, `INSERT INTO bubbled_as_queue (txn_id, class, body, received_at) VALUES ($1, $2, $3, $4) RETURNING seq`,
+				txnID, string(e.Class), string(e.Raw), now).Scan(&seq); err != nil {
 				return err
 			}
+			seqs = append(seqs, seq)
 		}
 		return nil
 	})
-	return dup, err
+	return seqs, dup, err
 }
 
 func (s *dbStore) next(ctx context.Context, limit int) ([]Entry, error) {
@@ -131,18 +135,20 @@ type memStore struct {
 	seq   int64
 }
 
-func (s *memStore) add(_ context.Context, txnID string, evts []Event, now int64) (bool, error) {
+func (s *memStore) add(_ context.Context, txnID string, evts []Event, now int64) ([]int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.seen[txnID]; ok {
-		return true, nil
+		return nil, true, nil
 	}
 	s.seen[txnID] = now
+	seqs := make([]int64, 0, len(evts))
 	for _, e := range evts {
 		s.seq++
 		s.queue = append(s.queue, Entry{Seq: s.seq, TxnID: txnID, Class: e.Class, Raw: e.Raw})
+		seqs = append(seqs, s.seq)
 	}
-	return false, nil
+	return seqs, false, nil
 }
 
 func (s *memStore) next(_ context.Context, limit int) ([]Entry, error) {

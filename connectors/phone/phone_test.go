@@ -2,6 +2,7 @@ package phone
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -180,4 +181,26 @@ func FuzzMaskText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExplainRemembersBoundedly: a remembered answer is the answer (good
+// and bad numbers, per region), and the memory stays bounded.
+func TestExplainRemembersBoundedly(t *testing.T) {
+	for _, c := range [][2]string{{"(555) 123-4567", "US"}, {"(555) 123-4567", "GB"}, {"12", "US"}, {"", "US"}, {"tel:+447700900123", ""}} {
+		e1, p1 := explain(c[0], c[1])
+		for range 2 {
+			if e, p := Explain(c[0], c[1]); e != e1 || p != p1 {
+				t.Fatalf("Explain(%q, %q) = %q, %q; want %q, %q", c[0], c[1], e, p, e1, p1)
+			}
+		}
+	}
+	for i := range maxExplained + 10 {
+		Explain(fmt.Sprintf("+1555%07d", i), "US")
+	}
+	explained.mu.Lock()
+	n := len(explained.m)
+	explained.mu.Unlock()
+	if n > maxExplained {
+		t.Fatalf("%d answers remembered, want at most %d", n, maxExplained)
+	}
 }

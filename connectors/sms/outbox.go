@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,6 +66,11 @@ type outbox struct {
 	kick chan struct{}
 	// outcomes is the mailbox of outcome events for the OutcomeHandler.
 	outcomes *mailbox[Outcome]
+	// outcomeGen counts wakeOutcomes calls (each follows a committed
+	// outcome); drainedAt is the count at which the outcome table was last
+	// found empty. While they are equal the pump need not ask the database:
+	// without it every outcome cost a second, empty query.
+	outcomeGen, drainedAt atomic.Int64
 	// goroutines are the sender, the outcome pump and the re-match
 	// waits; stop ends them.
 	goroutines loop
@@ -77,7 +83,7 @@ type outbox struct {
 }
 
 func newOutbox(k *link, requestRecovery func(error)) *outbox {
-	return &outbox{
+	o := &outbox{
 		link: k,
 		sendRetry: fallback.RetryPolicy{
 			Attempts: k.cfg.MaxAttempts, Initial: k.cfg.RetryBase, Max: k.cfg.RetryMax,
@@ -85,11 +91,12 @@ func newOutbox(k *link, requestRecovery func(error)) *outbox {
 		},
 		requestRecovery: requestRecovery,
 		kick:            make(chan struct{}, 1),
-		outcomes: newMailbox(k, "SMS outcome", k.cfg.OnOutcome,
-			func(ctx context.Context) ([]Outcome, error) { return k.store.pendingOutcomes(ctx, 100) },
-			func(ctx context.Context, oc Outcome) error { return k.store.markOutcomeHanded(ctx, oc.Seq) },
-			func(oc Outcome) string { return fmt.Sprintf("%s outcome of %s", oc.Kind, oc.MessageID) }),
 	}
+	o.outcomeGen.Store(1) // outcomes of a previous run may wait
+	o.outcomes = newMailbox(k, "SMS outcome", k.cfg.OnOutcome, o.pendingOutcomes,
+		func(ctx context.Context, oc Outcome) error { return k.store.markOutcomeHanded(ctx, oc.Seq) },
+		func(oc Outcome) string { return fmt.Sprintf("%s outcome of %s", oc.Kind, oc.MessageID) })
+	return o
 }
 
 // start starts the sender and the outcome pump.

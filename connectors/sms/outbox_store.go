@@ -277,6 +277,43 @@ func (s *store) mrsOf(ctx context.Context, id string) ([]int, error) {
 	return mrs, nil
 }
 
+// partStateSum sums up a message's parts.
+type partStateSum struct {
+	mrs                     []int // per part in order, -1 where none
+	left, failed, delivered int   // parts pending, failed, delivered
+	failedStatus            int   // the highest TP-ST of the failed parts
+}
+
+// partStates reads a message's parts once and sums them up.
+func (s *store) partStates(ctx context.Context, id string) (partStateSum, error) {
+	var sum partStateSum
+	rows, err := s.db.Query(ctx, `SELECT state, mr, status FROM bubbled_sms_outbox_part WHERE line_id=$1 AND msg_id=$2 ORDER BY seq`, s.line, id)
+	if err != nil {
+		return sum, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var mr, status int
+		if err := rows.Scan(&state, &mr, &status); err != nil {
+			return sum, err
+		}
+		sum.mrs = append(sum.mrs, mr)
+		switch state {
+		case partPending:
+			sum.left++
+		case partFailed:
+			if sum.failed == 0 || status > sum.failedStatus {
+				sum.failedStatus = status
+			}
+			sum.failed++
+		case partDelivered:
+			sum.delivered++
+		}
+	}
+	return sum, rows.Err()
+}
+
 // partSent records the MR of a part the modem accepted. When it was the
 // last part, the message becomes sent and a Sent outcome is added, in the
 // same transaction. It reports whether the message is now sent.
@@ -288,12 +325,14 @@ func (s *store) partSent(ctx context.Context, m *outMsg, seq, mr int) (bool, err
 			WHERE line_id=$1 AND msg_id=$2 AND seq=$3`, s.line, m.id, seq, partSent, mr, now); err != nil {
 			return err
 		}
-		var left int
-		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_outbox_part WHERE line_id=$1 AND msg_id=$2 AND state=$3`,
-			s.line, m.id, partPending).Scan(&left); err != nil {
+		// One read of the parts answers what used to take four queries:
+		// parts left, the MRs, and the status reports of early parts that
+		// came before the last part was sent.
+		st, err := s.partStates(ctx, m.id)
+		if err != nil {
 			return err
 		}
-		if left > 0 {
+		if st.left > 0 {
 			return nil
 		}
 		done = true
@@ -301,33 +340,18 @@ func (s *store) partSent(ctx context.Context, m *outMsg, seq, mr int) (bool, err
 			s.line, m.id, msgSent, now); err != nil {
 			return err
 		}
-		mrs, err := s.mrsOf(ctx, m.id)
-		if err != nil {
-			return err
-		}
+		mrs, failed, delivered, status := st.mrs, st.failed, st.delivered, st.failedStatus
 		if err := s.addOutcome(ctx, Outcome{MessageID: m.id, Kind: OutcomeSent, To: m.to, Parts: m.parts, MRs: mrs, Code: -1}); err != nil {
-			return err
-		}
-		// Status reports of early parts may have come before the last part
-		// was sent.
-		var failed, delivered int
-		var status sql.NullInt64
-		if err := s.db.QueryRow(ctx, `SELECT COUNT(*), MAX(status) FROM bubbled_sms_outbox_part WHERE line_id=$1 AND msg_id=$2 AND state=$3`,
-			s.line, m.id, partFailed).Scan(&failed, &status); err != nil {
-			return err
-		}
-		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_outbox_part WHERE line_id=$1 AND msg_id=$2 AND state=$3`,
-			s.line, m.id, partDelivered).Scan(&delivered); err != nil {
 			return err
 		}
 		switch {
 		case failed > 0:
-			reason := statusReason(byte(status.Int64))
+			reason := statusReason(byte(status))
 			if _, err := s.db.Exec(ctx, `UPDATE bubbled_sms_outbox SET state=$3, reason=$4, code=$5 WHERE line_id=$1 AND id=$2`,
-				s.line, m.id, msgFailed, reason, status.Int64); err != nil {
+				s.line, m.id, msgFailed, reason, status); err != nil {
 				return err
 			}
-			return s.addOutcome(ctx, Outcome{MessageID: m.id, Kind: OutcomeFailed, To: m.to, Parts: m.parts, MRs: mrs, Reason: reason, Code: int(status.Int64)})
+			return s.addOutcome(ctx, Outcome{MessageID: m.id, Kind: OutcomeFailed, To: m.to, Parts: m.parts, MRs: mrs, Reason: reason, Code: status})
 		case delivered == m.parts:
 			if _, err := s.db.Exec(ctx, `UPDATE bubbled_sms_outbox SET state=$3 WHERE line_id=$1 AND id=$2`, s.line, m.id, msgDelivered); err != nil {
 				return err

@@ -73,7 +73,26 @@ type Outcome struct {
 // events. ctx is cancelled when the Line closes.
 type OutcomeHandler func(ctx context.Context, o Outcome) error
 
-func (o *outbox) wakeOutcomes() { o.outcomes.wake() }
+// wakeOutcomes tells the pump that an outcome was committed.
+func (o *outbox) wakeOutcomes() {
+	o.outcomeGen.Add(1)
+	o.outcomes.wake()
+}
+
+// pendingOutcomes is the pump's view of the outcome table: unhanded
+// outcomes, oldest first, read from the database unless it was found empty
+// since the last wakeOutcomes.
+func (o *outbox) pendingOutcomes(ctx context.Context) ([]Outcome, error) {
+	gen := o.outcomeGen.Load()
+	if o.drainedAt.Load() == gen {
+		return nil, nil
+	}
+	out, err := o.store.pendingOutcomes(ctx, 100)
+	if err == nil && len(out) == 0 {
+		o.drainedAt.Store(gen)
+	}
+	return out, err
+}
 
 // cmsReasons words +CMS ERROR codes for people. They stay here, not in
 // package at, because they are what the outbox tells a user about their
