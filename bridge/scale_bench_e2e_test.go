@@ -79,13 +79,20 @@ func BenchmarkPortalMemory(b *testing.B) {
 		return e
 	})
 	rss0, heap0 := benchMemory(b, f)
+	delivered := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
 	go func() { // the SIM holds 255 SMS: deliver while the line empties it
 		for i := range n {
 			for f.sim.Stored() > 200 {
-				time.Sleep(100 * time.Millisecond)
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
 			}
 			if err := f.sim.Deliver(fmt.Sprintf("+1555800%04d", i), "hello"); err != nil {
-				b.Error(err)
+				delivered <- err
 				return
 			}
 		}
@@ -96,6 +103,11 @@ func BenchmarkPortalMemory(b *testing.B) {
 	start := time.Now()
 	deadline := start.Add(time.Duration(n)*10*time.Second + 2*time.Minute)
 	for last := start; benchScrape(b, f, bridged) < float64(n+1); {
+		select {
+		case err := <-delivered:
+			b.Fatalf("deliver to modemsim: %v", err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			b.Fatalf("only %v of %d SMS bridged; log:\n%s", benchScrape(b, f, bridged), n+1, f.tail())
 		}

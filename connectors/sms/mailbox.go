@@ -143,8 +143,11 @@ func (b *mailbox[T]) laneEnded(ctx context.Context, st *pumpState, e laneEnd) {
 	st.failures[e.key]++
 	delay := b.k.retry.Delay(st.failures[e.key], rand.Float64())
 	st.until[e.key] = time.Now().Add(delay)
-	b.k.log.Warn("failed to hand "+b.what+" to the bridge; will retry", zap.String("conversation", phone.Mask(e.key)),
-		zap.Duration("retry_in", delay), zap.Error(e.err))
+	fields := []zap.Field{zap.Duration("retry_in", delay), zap.Error(e.err)}
+	if b.key != nil {
+		fields = append(fields, zap.String("conversation", phone.Mask(e.key)))
+	}
+	b.k.log.Warn("failed to hand "+b.what+" to the bridge; will retry", fields...)
 }
 
 // dispatch lists the pending items and starts a lane for each key that has
