@@ -50,6 +50,9 @@ type Client struct {
 	// troubled is set while the modem is away or recovering, so the owner
 	// hears once when it goes and once when it is back.
 	troubled atomic.Bool
+	// ownGhost sets the line's own ghost's profile once, before the first
+	// new room of an inbound SMS (see handleSMS).
+	ownGhost sync.Once
 
 	// mu guards the fields below.
 	mu   sync.Mutex

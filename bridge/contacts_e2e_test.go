@@ -208,6 +208,9 @@ func TestGateCodesBlockDrop(t *testing.T) {
 		t.Errorf("the code has no disappearing timer: %v", code.Content.Raw)
 	}
 
+	// bob is let in as a contact: his SMS must not come before the first
+	// CardDAV sync has read him (the gate would drop it as a stranger's).
+	e.waitLog("the contacts", 60*time.Second, func(l string) bool { return strings.Contains(l, "updated contacts") })
 	for _, from := range []string{stranger, contactNumber} {
 		if err := e.sim.Deliver(from, "should not show from "+from); err != nil {
 			t.Fatal(err)

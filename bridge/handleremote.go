@@ -51,6 +51,14 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 	}
 	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
 		convert = cl.conn.afterOwnerJoined(convert)
+		// The line's ghost is in every new room, and the line hands senders
+		// concurrently: bridgev2 checks a ghost's profile flags without its
+		// lock, so they are set once here before rooms are made at once.
+		cl.ownGhost.Do(func() {
+			if g, err := cl.conn.br.GetGhostByID(ctx, UserIDForNumber(cl.meta.Number)); err == nil {
+				g.UpdateInfoIfNecessary(ctx, cl.login, bridgev2.RemoteEventMessage)
+			}
+		})
 	}
 	evt := &simplevent.Message[*sms.Message]{
 		EventMeta: simplevent.EventMeta{

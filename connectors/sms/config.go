@@ -15,6 +15,9 @@ const (
 	// DefaultSendTimeout bounds one AT+CMGS part (modem manuals allow up
 	// to 120 s, decided by the network).
 	DefaultSendTimeout = 120 * time.Second
+	// DefaultInboundLanes is how many conversations' inbound messages are
+	// handed to the Handler at once when Config.InboundLanes is 0.
+	DefaultInboundLanes = 8
 )
 
 // Config describes one modem line. Zero durations and Baud take the Default*
@@ -105,6 +108,12 @@ type Config struct {
 	// mailbox retries) always use the system clock: the modem and the
 	// database do not follow a fake one.
 	Clock fallback.Clock
+	// InboundLanes is how many senders' messages the Line hands to the
+	// Handler at once (default DefaultInboundLanes; 1 hands everything in
+	// arrival order). One sender's messages are always handed in order,
+	// one at a time, so the Handler is called concurrently only for
+	// different senders.
+	InboundLanes int
 }
 
 // withDefaults fills the zero fields of cfg.
@@ -134,6 +143,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.WatchdogInterval == 0 {
 		cfg.WatchdogInterval = DefaultWatchdogInterval
+	}
+	if cfg.InboundLanes <= 0 {
+		cfg.InboundLanes = DefaultInboundLanes
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = fallback.SystemClock{}

@@ -50,7 +50,7 @@ func newInbox(k *link, h Handler, report func(context.Context, *pdu.Message, str
 	in := &inbox{link: k, report: report}
 	in.delivered = newMailbox(k, "SMS", h, func(ctx context.Context) ([]*Message, error) { return k.store.undelivered(ctx) },
 		func(ctx context.Context, m *Message) error { return k.store.markDelivered(ctx, m.ID) },
-		func(m *Message) string { return "SMS " + m.ID })
+		func(m *Message) string { return "SMS " + m.ID }).withLanes(k.cfg.InboundLanes, func(m *Message) string { return senderKey(m.From) })
 	in.pushes = newMailbox(k, "WAP push", nil, func(ctx context.Context) ([]*Push, error) { return k.store.undeliveredPushes(ctx) },
 		func(ctx context.Context, p *Push) error { return k.store.markPushDelivered(ctx, p.ID) },
 		func(p *Push) string { return "WAP push " + p.ID })
@@ -496,4 +496,28 @@ func sameRouting(got, want string) bool {
 func pduFields(hexPDU string) []zap.Field {
 	sum := sha256.Sum256([]byte(hexPDU))
 	return []zap.Field{zap.Int("pdu_bytes", len(hexPDU)/2), zap.String("pdu_sha256", hex.EncodeToString(sum[:6]))}
+}
+
+// senderKey is the inbound mailbox's lane of a sender: the last 9 digits of
+// a number, so that one number written nationally and internationally
+// ("07700 900123", "+447700900123") shares a lane, or a sender name's
+// letters and digits in lower case. Two senders with the same key share a
+// lane: their order is kept, only their parallelism is lost.
+func senderKey(from string) string {
+	var b strings.Builder
+	digits := true
+	for _, r := range strings.ToLower(from) {
+		switch {
+		case r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r >= 'a' && r <= 'z':
+			b.WriteRune(r)
+			digits = false
+		}
+	}
+	key := b.String()
+	if digits && len(key) > 9 {
+		key = key[len(key)-9:]
+	}
+	return key
 }

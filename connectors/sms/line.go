@@ -47,11 +47,14 @@ type Message struct {
 	Missing []int
 }
 
-// Handler receives complete inbound messages in order of arrival. Returning
-// nil means the message is safely handed over (the Line marks it delivered
-// and never passes it again, except if that mark cannot be stored); an
-// error keeps it and retries it later with backoff, holding back later
-// messages so order is kept. ctx is cancelled when the Line closes.
+// Handler receives complete inbound messages, each sender's in order of
+// arrival; it is called concurrently for different senders (up to
+// Config.InboundLanes at once). Returning nil means the message is safely
+// handed over (the Line marks it delivered and never passes it again,
+// except if that mark cannot be stored); an error keeps it and retries it
+// later with backoff, holding back that sender's later messages so their
+// order is kept (other senders go on). ctx is cancelled when the Line
+// closes.
 type Handler func(ctx context.Context, m *Message) error
 
 // State is the connection state of a Line.
