@@ -241,6 +241,9 @@ func TestMMSKilledBeforeFetch(t *testing.T) {
 		t.Errorf("%d SMS still on the SIM after the push was stored", n)
 	}
 	e.killBubbled()
+	// The killed process's connection closes; wait until the fake has seen
+	// that, or it would serve the stalled GET to nobody and count it.
+	alice.waitFor("the MMSC to see the killed fetch end", 30*time.Second, func() bool { return f.Abandoned() == 1 })
 	f.Stall(false)
 	e.startBubbled()
 	ghost := ghostMXID(contactNumber)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -74,9 +75,13 @@ type bubbledProc struct {
 	err       error
 }
 
+// defaultMetricsPort is metrics.listen's default port (config/defaults.yaml).
+const defaultMetricsPort = 9466
+
 // startBubbled starts `bubbled -c cfg --ignore-unsupported-server` in dir with its output
-// appended to logPath. The goroutine that waits for the process belongs to the returned
-// bubbledProc and ends when the process exits, which stop forces.
+// appended to logPath, its metrics on 127.0.0.1:9466 or, when taken, a free port. The
+// goroutine that waits for the process belongs to the returned bubbledProc and ends when the
+// process exits, which stop forces.
 func startBubbled(bin, dir, cfg, logPath string) (*bubbledProc, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -90,6 +95,16 @@ func startBubbled(bin, dir, cfg, logPath string) (*bubbledProc, error) {
 	fmt.Fprintf(logFile, "=== trial: starting bubbled at %s\n", time.Now().Format(time.RFC3339))
 	cmd := exec.Command(bin, "-c", cfg, "--ignore-unsupported-server")
 	cmd.Dir = dir
+	if _, set := os.LookupEnv("BUBBLED_METRICS__LISTEN"); !set {
+		// The metrics listener's default port may be another bubbled's (a
+		// real one, or a second trial): take it only when free.
+		port, err := pickPort(defaultMetricsPort)
+		if err != nil {
+			_ = logFile.Close()
+			return nil, fmt.Errorf("pick a port for bubbled's metrics: %w", err)
+		}
+		cmd.Env = append(os.Environ(), "BUBBLED_METRICS__LISTEN=127.0.0.1:"+strconv.Itoa(port))
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {

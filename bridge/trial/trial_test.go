@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +48,12 @@ func TestSmokeAndResume(t *testing.T) {
 		t.Skipf("%s=1: skipping the trial's smoke test against Dendrite", dendritetest.EnvSkip)
 	}
 	binDir := dendritetest.EnsureT(t)
+	// Another bubbled (or trial) on this machine holds the metrics port:
+	// the trial's bubbled must still start (it failed with "address already
+	// in use" and exit status 15).
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", defaultMetricsPort)); err == nil {
+		t.Cleanup(func() { _ = l.Close() })
+	}
 	dir := t.TempDir()
 	opts := Options{Dir: dir, Smoke: true, DendriteBin: binDir, Out: &testWriter{t: t}}
 

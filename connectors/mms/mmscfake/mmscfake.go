@@ -73,19 +73,20 @@ type Server struct {
 	opts Options
 	srv  *httptest.Server
 
-	mu       sync.Mutex
-	next     int
-	held     map[string]*held // by id
-	resps    []NotifyResp
-	sends    []SendReq
-	problems []string
-	fetches  map[string]int
-	proxied  int
-	refuse   byte
-	posts    int // m-send-req received, accepted or refused
-	refText  string
-	stall    chan struct{} // non-nil: GETs wait until it is closed
-	getsSeen int
+	mu        sync.Mutex
+	next      int
+	held      map[string]*held // by id
+	resps     []NotifyResp
+	sends     []SendReq
+	problems  []string
+	fetches   map[string]int
+	proxied   int
+	refuse    byte
+	posts     int // m-send-req received, accepted or refused
+	refText   string
+	abandoned int           // stalled GETs whose client gave up
+	stall     chan struct{} // non-nil: GETs wait until it is closed
+	getsSeen  int
 }
 
 type held struct {
@@ -267,6 +268,14 @@ func (s *Server) Stall(on bool) {
 	}
 }
 
+// Abandoned counts stalled GETs whose client gave up (closed the
+// connection) before Stall(false).
+func (s *Server) Abandoned() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.abandoned
+}
+
 // GetsSeen counts GET requests that arrived, served or not.
 func (s *Server) GetsSeen() int {
 	s.mu.Lock()
@@ -283,9 +292,11 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, id string) {
 		select {
 		case <-stall:
 		case <-r.Context().Done():
-			return
 		}
 		if r.Context().Err() != nil {
+			s.mu.Lock()
+			s.abandoned++
+			s.mu.Unlock()
 			return
 		}
 	}
