@@ -223,7 +223,7 @@ func (c *Connector) releaseHeld(ctx context.Context, login *bridgev2.UserLogin, 
 			EventMeta:          simplevent.EventMeta{Type: bridgev2.RemoteEventMessage, PortalKey: PortalKeyFor(sender, login.ID), CreatePortal: true, Sender: from, Timestamp: h.At},
 			Data:               &sms.Message{ID: h.ID, LineID: h.Line, Text: h.Body, Time: h.At, Parts: h.Parts},
 			ID:                 networkid.MessageID(h.ID),
-			ConvertMessageFunc: c.afterOwnerJoined(convertSMS), // the sender's room may be new
+			ConvertMessageFunc: ownerJoinedFirst(c, convertSMS), // the sender's room may be new
 		})
 		if err := remoteEventError(res); err != nil {
 			return 0, fmt.Errorf("move SMS %s: %w", h.ID, err)

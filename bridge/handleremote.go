@@ -50,7 +50,7 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 		}
 	}
 	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
-		convert = cl.conn.afterOwnerJoined(convert)
+		convert = ownerJoinedFirst(cl.conn, convert)
 		// The line's ghost is in every new room, and the line hands senders
 		// concurrently: bridgev2 checks a ghost's profile flags without its
 		// lock, so they are set once here before rooms are made at once.
@@ -265,7 +265,7 @@ func (c *Connector) handleRCSEvent(ctx context.Context, ev rcs.Event) error {
 		base.CreatePortal = true
 		convert := convertRCS
 		if portal == nil {
-			convert = ownerJoinedFirst(c, convertRCS) // a new room: see afterOwnerJoined
+			convert = ownerJoinedFirst(c, convertRCS) // a new room
 		}
 		res := login.QueueRemoteEvent(&simplevent.Message[*rcs.MessageEvent]{
 			EventMeta: base, Data: e, ID: networkid.MessageID(rcsInPrefix + e.MessageID),

@@ -225,15 +225,10 @@ func (c *Connector) waitOwnerJoined(ctx context.Context, portal *bridgev2.Portal
 	}
 }
 
-// afterOwnerJoined holds a new room's first message until its owner joined
-// (20 s at most): the bridge's crypto drops the room's Megolm session when it
-// sees their invite, maybe between making it for that event and encrypting.
-func (c *Connector) afterOwnerJoined(conv smsConverter) smsConverter {
-	return ownerJoinedFirst(c, conv)
-}
-
-// ownerJoinedFirst is afterOwnerJoined for any remote message's converter
-// (SMS, RCS, MMS).
+// ownerJoinedFirst holds a new room's first message (SMS, RCS, MMS) until
+// its owner joined (20 s at most): the bridge's crypto drops the room's
+// Megolm session when it sees their invite, maybe between making it for
+// that event and encrypting.
 func ownerJoinedFirst[T any](c *Connector, conv func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, T) (*bridgev2.ConvertedMessage, error)) func(context.Context, *bridgev2.Portal, bridgev2.MatrixAPI, T) (*bridgev2.ConvertedMessage, error) {
 	return func(ctx context.Context, p *bridgev2.Portal, i bridgev2.MatrixAPI, m T) (*bridgev2.ConvertedMessage, error) {
 		c.waitOwnerJoined(ctx, p, 20*time.Second)

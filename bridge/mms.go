@@ -120,7 +120,7 @@ func (cl *Client) handleMMS(ctx context.Context, d *mms.Delivery) error {
 	}
 	convert := convertMMS
 	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
-		convert = ownerJoinedFirst(cl.conn, convertMMS) // a new room: see afterOwnerJoined
+		convert = ownerJoinedFirst(cl.conn, convertMMS) // a new room
 	}
 	res := cl.login.QueueRemoteEvent(&simplevent.Message[*mms.Delivery]{
 		EventMeta: simplevent.EventMeta{

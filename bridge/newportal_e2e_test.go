@@ -20,7 +20,7 @@ import (
 // user's E2EE client decrypted, and must come after the user's join, even
 // when the user takes a few seconds to accept invites (so the bridge had
 // handled the user's invite before it made the Megolm session: handling it
-// drops the room's session, see afterOwnerJoined).
+// drops the room's session, see ownerJoinedFirst).
 func TestFirstSMSInNewPortalDecrypts(t *testing.T) {
 	const rounds = 6
 	e := newEnv(t)
