@@ -68,10 +68,7 @@ func (r *Router) Resume(msg *Message, rcpt Receipt) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	pin := r.convLocked(msg.Conversation).pin
-	if pin != "" || !r.timerWanted(r.ladder, rcpt.Route, []Route{rcpt.Route}) {
-		return time.Time{}, false
-	}
-	if created := msg.Created; !created.IsZero() && r.readLocked(msg.Conversation, rcpt.Route, created) {
+	if pin != "" || !r.timerWanted(r.ladder, rcpt.Route, []Route{rcpt.Route}, msg.Conversation, msg.Created) {
 		return time.Time{}, false
 	}
 	now := r.clock.Now()
@@ -125,11 +122,16 @@ func (r *Router) Pending() []string {
 	return ids
 }
 
-// timerWanted says whether a message that went by rt with the routes used
-// should wait for a confirmation: timers are on, rt confirms, and a route
-// below rt in the ladder has not taken it yet.
-func (r *Router) timerWanted(ladder []Route, rt Route, used []Route) bool {
+// timerWanted says whether a message of conv created at created that went
+// by rt with the routes used should wait for a confirmation: timers are on,
+// rt confirms, the contact has not already read up to it on rt (a zero
+// created time never counts as read), and a route below rt in the ladder
+// has not taken it yet.
+func (r *Router) timerWanted(ladder []Route, rt Route, used []Route, conv string, created time.Time) bool {
 	if r.confirmTimeout <= 0 || !rt.confirms() {
+		return false
+	}
+	if !created.IsZero() && r.readLocked(conv, rt, created) {
 		return false
 	}
 	i := slices.Index(ladder, rt)
@@ -228,7 +230,7 @@ func (r *Router) expire(msgID string, gen uint64) {
 		rt := res.rcpt.Route
 		rec.used = append(rec.used, rt)
 		rec.msg = res.msg
-		if pin == "" && !r.closed && r.timerWanted(ladder, rt, rec.used) && !r.readLocked(rec.conv, rt, rec.msg.Created) {
+		if pin == "" && !r.closed && r.timerWanted(ladder, rt, rec.used, rec.conv, rec.msg.Created) {
 			res.rcpt.ConfirmBy = r.armLocked(msgID, rec, rt, r.confirmTimeout)
 		}
 		rec.rcpt = res.rcpt

@@ -488,7 +488,7 @@ func (r *Router) Send(ctx context.Context, msg *Message) (*Receipt, error) {
 	rt := res.rcpt.Route
 	rec.used = append(rec.used, rt)
 	rec.msg = res.msg
-	if pin == "" && r.timerWanted(ladder, rt, rec.used) && !r.readLocked(m.Conversation, rt, rec.msg.Created) {
+	if pin == "" && r.timerWanted(ladder, rt, rec.used, m.Conversation, rec.msg.Created) {
 		res.rcpt.ConfirmBy = r.armLocked(m.ID, rec, rt, r.confirmTimeout)
 	}
 	rec.rcpt = res.rcpt
