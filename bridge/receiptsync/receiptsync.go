@@ -8,7 +8,6 @@ package receiptsync
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,8 +62,7 @@ type Syncer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu        sync.Mutex
-	lastError time.Time
+	lastError time.Time // of the last logged failure; the sync goroutine's own
 }
 
 // Start starts the sync in a goroutine of its own; Stop ends it.
@@ -168,8 +166,6 @@ func (s *Syncer) syncOnce(ctx context.Context, filterID, since string) (string, 
 
 // logError logs a failed sync at most once a minute.
 func (s *Syncer) logError(err error, wait time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if time.Since(s.lastError) < time.Minute {
 		return
 	}
