@@ -335,7 +335,10 @@ type user struct {
 	notices  []string
 	statuses []*event.Event // com.beeper.message_send_status events
 	receipts []*event.Event // m.receipt events
-	changed  chan struct{}
+	// undecryptable lists encrypted events the client could not decrypt
+	// (shown when a wait times out).
+	undecryptable []string
+	changed       chan struct{}
 	// joinDelay is how long the client waits before it accepts an invite,
 	// as a person would (0: at once).
 	joinDelay time.Duration
@@ -357,6 +360,11 @@ func (e *env) newUser(name string) *user {
 		e.t.Fatalf("init crypto for %s: %v", name, err)
 	}
 	cli.Crypto = ch
+	ch.DecryptErrorCallback = func(evt *event.Event, err error) {
+		u.mu.Lock()
+		u.undecryptable = append(u.undecryptable, fmt.Sprintf("%s %s %s: %v", evt.RoomID, evt.Sender, evt.ID, err))
+		u.mu.Unlock()
+	}
 	syncer := cli.Syncer.(*mautrix.DefaultSyncer)
 	syncer.OnEventType(event.StateMember, func(ctx context.Context, evt *event.Event) {
 		if evt.GetStateKey() == cli.UserID.String() && evt.Content.AsMember().Membership == event.MembershipInvite {
@@ -477,6 +485,9 @@ func (u *user) dump() string {
 		for _, evt := range evts {
 			fmt.Fprintf(&b, "\n  %s %s %s: %q", room, evt.Sender, evt.Type.Type, evt.Content.AsMessage().Body)
 		}
+	}
+	for _, u := range u.undecryptable {
+		fmt.Fprintf(&b, "\n  undecryptable: %s", u)
 	}
 	return b.String()
 }

@@ -76,11 +76,16 @@ func (e *env) sentCount() int { return len(e.sim.Sent()) }
 // waitJoined waits until u's client sees member joined in room.
 func (u *user) waitJoined(room id.RoomID, member id.UserID) {
 	u.t.Helper()
+	// Both the homeserver and u's own client must see the join: the
+	// client encrypts for the members its state store knows (fed by its
+	// /sync), so a message sent before its sync brought the join is
+	// encrypted without member's devices, and member can never read it.
+	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		members, err := u.cli.JoinedMembers(context.Background(), room)
+		members, err := u.cli.JoinedMembers(ctx, room)
 		if err == nil {
-			if _, ok := members.Joined[member]; ok {
+			if _, ok := members.Joined[member]; ok && u.cli.StateStore.IsMembership(ctx, room, member, event.MembershipJoin) {
 				return
 			}
 		}
