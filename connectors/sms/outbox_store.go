@@ -106,9 +106,53 @@ const (
 	partUnknown   = "unknown"
 )
 
-// nextSeq advances and returns the line's counter name (1, 2, ...). Inside
-// a transaction the row lock serialises concurrent writers on Postgres.
+// seqBlockSize is how many values of a counter one database write reserves.
+const seqBlockSize = 256
+
+// seqBlock is the unused rest of a counter's reserved block: next..last.
+type seqBlock struct{ next, last int64 }
+
+// reserve makes sure n values of the line's counter name are held in
+// memory, reserving a new block in the database (one statement, committed
+// on its own) when fewer are left. Call it before the transaction that
+// takes the values (nextSeq): ctx must not carry a transaction, or a
+// rollback would give a block back that this store still hands out. The
+// database value only moves forward, so values given up by a crash or a
+// rolled-back caller leave gaps, never repeats, even with two stores of
+// one line.
+func (s *store) reserve(ctx context.Context, name string, n int) error {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	if b := s.seqs[name]; b != nil && b.last-b.next+1 >= int64(n) {
+		return nil
+	}
+	size := int64(max(seqBlockSize, n))
+	var end int64
+	err := s.db.QueryRow(ctx, `INSERT INTO bubbled_sms_seq (line_id, name, value) VALUES ($1, $2, $3)
+		ON CONFLICT (line_id, name) DO UPDATE SET value=bubbled_sms_seq.value+$3 RETURNING value`, s.line, name, size).Scan(&end)
+	if err != nil {
+		return fmt.Errorf("reserve %s counter values: %w", name, err)
+	}
+	if s.seqs == nil {
+		s.seqs = map[string]*seqBlock{}
+	}
+	s.seqs[name] = &seqBlock{next: end - size + 1, last: end}
+	return nil
+}
+
+// nextSeq returns the line's next value of counter name (1, 2, ...): from
+// the block reserve holds, or, when none is left, straight from the
+// database inside the caller's transaction (a row lock serialises
+// concurrent writers on Postgres). Values only grow, with gaps.
 func (s *store) nextSeq(ctx context.Context, name string) (int64, error) {
+	s.seqMu.Lock()
+	if b := s.seqs[name]; b != nil && b.next <= b.last {
+		v := b.next
+		b.next++
+		s.seqMu.Unlock()
+		return v, nil
+	}
+	s.seqMu.Unlock()
 	var v int64
 	err := s.db.QueryRow(ctx, `INSERT INTO bubbled_sms_seq (line_id, name, value) VALUES ($1, $2, 1)
 		ON CONFLICT (line_id, name) DO UPDATE SET value=bubbled_sms_seq.value+1 RETURNING value`, s.line, name).Scan(&v)
@@ -127,6 +171,9 @@ type outMsg struct {
 	attempts    int
 	nextAttempt time.Time
 	held        bool
+	// fresh holds the parts as enqueue stored them, so that the first
+	// attempt needs no read; nil after it (later attempts read the table).
+	fresh []outPart
 }
 
 // outPart is one stored PDU of an outbound message.
@@ -149,34 +196,38 @@ func (s *store) hasOut(ctx context.Context, id string) (bool, error) {
 // one transaction. It reports false when the ID was already queued.
 func (s *store) enqueue(ctx context.Context, m OutMessage, parts []pdu.Part) (*outMsg, error) {
 	var out *outMsg
+	for _, name := range []string{"outbox", "outcome"} {
+		if err := s.reserve(ctx, name, 1); err != nil {
+			return nil, err
+		}
+	}
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		out = nil
-		var n int
-		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM bubbled_sms_outbox WHERE line_id=$1 AND id=$2`, s.line, m.ID).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
 		seq, err := s.nextSeq(ctx, "outbox")
 		if err != nil {
 			return err
 		}
 		now := s.now().UnixMilli()
-		_, err = s.db.Exec(ctx, `INSERT INTO bubbled_sms_outbox (line_id, id, seq, recipient, text, parts, state, reason, code,
-			attempts, next_attempt, held, enqueued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, '', -1, 0, 0, $8, $9, $9)`,
+		res, err := s.db.Exec(ctx, `INSERT INTO bubbled_sms_outbox (line_id, id, seq, recipient, text, parts, state, reason, code,
+			attempts, next_attempt, held, enqueued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, '', -1, 0, 0, $8, $9, $9)
+			ON CONFLICT (line_id, id) DO NOTHING`,
 			s.line, m.ID, seq, m.To, m.Text, len(parts), msgQueued, false, now)
 		if err != nil {
 			return err
 		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // queued before: nothing to do
+		}
+		fresh := make([]outPart, len(parts))
 		for i, p := range parts {
 			_, err = s.db.Exec(ctx, `INSERT INTO bubbled_sms_outbox_part (line_id, msg_id, seq, pdu, tpdu_len, state, mr, sent_at, status, reported_at)
 				VALUES ($1, $2, $3, $4, $5, $6, -1, 0, -1, 0)`, s.line, m.ID, i+1, p.Hex, p.TPDULen, partPending)
 			if err != nil {
 				return err
 			}
+			fresh[i] = outPart{seq: i + 1, pdu: p.Hex, tpduLen: p.TPDULen, state: partPending, mr: -1}
 		}
-		out = &outMsg{id: m.ID, seq: seq, to: m.To, parts: len(parts)}
+		out = &outMsg{id: m.ID, seq: seq, to: m.To, parts: len(parts), fresh: fresh}
 		return s.addOutcome(ctx, Outcome{MessageID: m.ID, Kind: OutcomeQueued, To: m.To, Parts: len(parts), Code: -1})
 	})
 	if err != nil {
@@ -319,6 +370,9 @@ func (s *store) partStates(ctx context.Context, id string) (partStateSum, error)
 // same transaction. It reports whether the message is now sent.
 func (s *store) partSent(ctx context.Context, m *outMsg, seq, mr int) (bool, error) {
 	done := false
+	if err := s.reserve(ctx, "outcome", 2); err != nil {
+		return false, err
+	}
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		now := s.now().UnixMilli()
 		if _, err := s.db.Exec(ctx, `UPDATE bubbled_sms_outbox_part SET state=$4, mr=$5, sent_at=$6
@@ -327,10 +381,14 @@ func (s *store) partSent(ctx context.Context, m *outMsg, seq, mr int) (bool, err
 		}
 		// One read of the parts answers what used to take four queries:
 		// parts left, the MRs, and the status reports of early parts that
-		// came before the last part was sent.
-		st, err := s.partStates(ctx, m.id)
-		if err != nil {
-			return err
+		// came before the last part was sent. A single part needs none: no
+		// report can come before its MR.
+		st := partStateSum{mrs: []int{mr}}
+		if m.parts > 1 {
+			var err error
+			if st, err = s.partStates(ctx, m.id); err != nil {
+				return err
+			}
 		}
 		if st.left > 0 {
 			return nil
@@ -384,6 +442,9 @@ func (s *store) finish(ctx context.Context, m *outMsg, kind OutcomeKind, reason 
 	if kind == OutcomeUnknown {
 		state, pstate = msgUnknown, partUnknown
 	}
+	if err := s.reserve(ctx, "outcome", 1); err != nil {
+		return err
+	}
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		now := s.now().UnixMilli()
 		if _, err := s.db.Exec(ctx, `UPDATE bubbled_sms_outbox SET state=$3, reason=$4, code=$5, updated_at=$6 WHERE line_id=$1 AND id=$2`,
@@ -409,6 +470,9 @@ func (s *store) finish(ctx context.Context, m *outMsg, kind OutcomeKind, reason 
 // hold marks messages as held back by a cap and adds one Held outcome
 // each (only for messages not marked before).
 func (s *store) hold(ctx context.Context, msgs []*outMsg, reason string, until time.Time) error {
+	if err := s.reserve(ctx, "outcome", len(msgs)); err != nil {
+		return err
+	}
 	return s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		for _, m := range msgs {
 			r, err := s.db.Exec(ctx, `UPDATE bubbled_sms_outbox SET held=$3, updated_at=$4 WHERE line_id=$1 AND id=$2 AND held=$5`,
@@ -499,6 +563,9 @@ func (s *store) reportedPart(ctx context.Context, r *pdu.Message) (reportedPart,
 // when all parts are, Failed on the first permanent failure.
 func (s *store) statusReport(ctx context.Context, r *pdu.Message) (reportResult, error) {
 	var res reportResult
+	if err := s.reserve(ctx, "outcome", 1); err != nil {
+		return res, err
+	}
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		res = reportResult{}
 		p, found, err := s.reportedPart(ctx, r)
@@ -627,6 +694,9 @@ func (s *store) markOutcomeHanded(ctx context.Context, seq int64) error {
 // saveCall persists an incoming call.
 func (s *store) saveCall(ctx context.Context, from string, at time.Time) (int64, error) {
 	var seq int64
+	if err := s.reserve(ctx, "call", 1); err != nil {
+		return 0, err
+	}
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		var err error
 		if seq, err = s.nextSeq(ctx, "call"); err != nil {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -110,6 +111,9 @@ type store struct {
 	db   *dbutil.Database
 	line string
 	now  func() time.Time
+
+	seqMu sync.Mutex
+	seqs  map[string]*seqBlock // reserved counter values (reserve, nextSeq)
 }
 
 // nextRef returns the next concatenation reference of the line and

@@ -255,3 +255,71 @@ func TestJoinPartial(t *testing.T) {
 		})
 	}
 }
+
+// TestCountersNeverRepeat: counter values come from blocks reserved in the
+// database; two stores of one line (a Line reopened while the old one
+// closes), a rolled-back transaction, a refilled block and a store that
+// never reserved still never hand out one value twice, and each store's
+// values only grow.
+func TestCountersNeverRepeat(t *testing.T) {
+	for name, db := range storeDBs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			seen := map[int64]string{}
+			last := map[string]int64{}
+			take := func(s *store, who string, rollback bool) {
+				t.Helper()
+				if err := s.reserve(ctx, "outcome", 1); err != nil {
+					t.Fatal(err)
+				}
+				errRollback := errors.New("rollback")
+				err := db.DoTxn(ctx, nil, func(ctx context.Context) error {
+					v, err := s.nextSeq(ctx, "outcome")
+					if err != nil {
+						return err
+					}
+					if prev, dup := seen[v]; dup {
+						t.Fatalf("%s got %d, already handed to %s", who, v, prev)
+					}
+					seen[v] = who
+					if v <= last[who] {
+						t.Fatalf("%s got %d after %d", who, v, last[who])
+					}
+					last[who] = v
+					if rollback {
+						return errRollback
+					}
+					return nil
+				})
+				if err != nil && !errors.Is(err, errRollback) {
+					t.Fatal(err)
+				}
+			}
+			s1 := &store{db: db, line: "l1", now: time.Now}
+			s2 := &store{db: db, line: "l1", now: time.Now}
+			for i := range seqBlockSize + 10 { // s1 refills its block once
+				take(s1, "s1", i%7 == 0)
+				if i%50 == 0 {
+					take(s2, "s2", false)
+				}
+			}
+			// A store that never reserved takes from the database itself.
+			s3 := &store{db: db, line: "l1", now: time.Now}
+			err := db.DoTxn(ctx, nil, func(ctx context.Context) error {
+				v, err := s3.nextSeq(ctx, "outcome")
+				if prev, dup := seen[v]; err == nil && dup {
+					t.Errorf("unreserved store got %d, already handed to %s", v, prev)
+				}
+				seen[v] = "s3"
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			take(s1, "s1", false)
+			if len(seen) != seqBlockSize+10+7+1 {
+				t.Errorf("%d values handed, want %d", len(seen), seqBlockSize+10+7+1)
+			}
+		})
+	}
+}
