@@ -126,16 +126,18 @@ func (o *outbox) enqueue(ctx context.Context, msg OutMessage) error {
 	if o.isClosed() {
 		return ErrClosed
 	}
-	if ok, err := o.store.hasOut(ctx, msg.ID); err != nil {
-		return fmt.Errorf("enqueue SMS %s: %w", msg.ID, err)
-	} else if ok {
-		return nil
-	}
+	// A message queued before is found by the store's insert; only one
+	// that needs a concatenation reference (or fails to encode) is looked
+	// up first, so that a repeat neither uses a reference nor fails.
+	var dup bool
 	var refErr error
 	parts, err := pdu.EncodeSubmit(msg.To, msg.Text, pdu.SubmitOptions{
 		StatusReport: o.cfg.StatusReports,
 		MaxParts:     o.cfg.MaxParts,
 		NextRef: func() uint16 {
+			if dup, refErr = o.store.hasOut(ctx, msg.ID); dup || refErr != nil {
+				return 0
+			}
 			ref, err := o.store.nextRef(ctx)
 			if err != nil && refErr == nil {
 				refErr = err
@@ -143,10 +145,15 @@ func (o *outbox) enqueue(ctx context.Context, msg OutMessage) error {
 			return ref
 		},
 	})
-	if err == nil {
-		err = refErr
-	}
-	if err != nil {
+	switch {
+	case refErr != nil:
+		return fmt.Errorf("enqueue SMS %s: %w", msg.ID, refErr)
+	case dup:
+		return nil
+	case err != nil:
+		if dup, herr := o.store.hasOut(ctx, msg.ID); herr == nil && dup {
+			return nil // queued before, under other settings
+		}
 		return fmt.Errorf("encode SMS to %s: %w", phone.Mask(msg.To), err)
 	}
 	m, err := o.store.enqueue(ctx, msg, parts)
@@ -269,7 +276,11 @@ func (o *outbox) waitReady(ctx context.Context) (*at.Session, error) {
 
 // sendMessage sends the parts of m not sent yet and records each result.
 func (o *outbox) sendMessage(ctx context.Context, mod *at.Session, q *outQueue, m *outMsg) {
-	parts, err := o.store.outParts(ctx, m.id)
+	parts, err := m.fresh, error(nil)
+	m.fresh = nil
+	if parts == nil {
+		parts, err = o.store.outParts(ctx, m.id)
+	}
 	if err != nil {
 		o.log.Error("failed to load SMS parts", zap.String("id", m.id), zap.Error(err))
 		m.nextAttempt = o.clock.Now().Add(o.retry.Initial)
