@@ -17,6 +17,7 @@ import (
 
 	"go.mau.fi/util/dbutil"
 	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -498,5 +499,128 @@ func TestTransactionsWithNothingKeptTouchNoTable(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d rows stored for transactions with nothing kept", n)
+	}
+}
+
+// countingStore counts the worker's table reads.
+type countingStore struct {
+	store
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *countingStore) next(ctx context.Context, limit int) ([]Entry, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.store.next(ctx, limit)
+}
+
+func (s *countingStore) readCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// TestFreshEventsOnceInOrder: once the worker has read the table to its
+// end, stored events reach it from memory (no table read per transaction);
+// when it falls far behind it reads the table again. Either way each event
+// is handled once, in the order it was stored, and deleted.
+func TestFreshEventsOnceInOrder(t *testing.T) {
+	j := newJournal(t, openDB(t, filepath.Join(t.TempDir(), "j.db")), Options{Log: zap.NewNop()})
+	cs := &countingStore{store: j.store}
+	j.store = cs
+	h := Handler(token, 1<<20, j, http.NotFoundHandler(), zap.NewNop())
+	var mu sync.Mutex
+	var seqs []int64
+	count := map[string]int{}
+	slow := make(chan struct{}) // closed: the handler stops dawdling
+	j.Start(context.Background(), func(_ context.Context, e Entry) {
+		select {
+		case <-slow:
+		default:
+			time.Sleep(2 * time.Millisecond)
+		}
+		var v struct {
+			EventID string `json:"event_id"`
+		}
+		_ = json.Unmarshal(e.Raw, &v)
+		mu.Lock()
+		seqs = append(seqs, e.Seq)
+		count[v.EventID]++
+		mu.Unlock()
+	})
+	t.Cleanup(func() { _ = j.Stop(context.Background()) })
+	handled := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seqs)
+	}
+	waitHandled := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for handled() < n && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := handled(); got != n {
+			t.Fatalf("handled %d events, want %d", got, n)
+		}
+	}
+	// A burst from 4 senders at once, far more than maxFresh while the
+	// handler is slow: the worker falls behind and reads the table.
+	const senders, each = 4, maxFresh / 2
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id := fmt.Sprintf("%d-%d", s, i)
+				if w := put(t, h, "b"+id, "Bearer "+token, txnBodyOf(msg("$"+id, "@a:x", "burst"))); w.Code != 200 {
+					t.Errorf("transaction %s: HTTP %d", id, w.Code)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	j.aheadMu.Lock()
+	dropped := j.dropped
+	j.aheadMu.Unlock()
+	if dropped == 0 {
+		t.Error("the burst never sent the worker back to the table")
+	}
+	close(slow)
+	waitHandled(senders * each)
+	// One sender, one transaction at a time, the worker keeping up.
+	reads := cs.readCount()
+	for i := range 200 {
+		put(t, h, fmt.Sprint("s", i), "Bearer "+token, txnBodyOf(msg(fmt.Sprint("$s", i), "@a:x", "steady")))
+		waitHandled(senders*each + i + 1)
+	}
+	if n := cs.readCount() - reads; n > 5 {
+		t.Errorf("the worker read the table %d times for 200 transactions it kept up with", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("event %d handled after %d", seqs[i], seqs[i-1])
+		}
+	}
+	for id, n := range count {
+		if n != 1 {
+			t.Errorf("%s handled %d times", id, n)
+		}
+	}
+	if len(count) != senders*each+200 {
+		t.Errorf("%d distinct events handled, want %d", len(count), senders*each+200)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pending(t, j)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if es := pending(t, j); len(es) != 0 {
+		t.Fatalf("%d handled events are still journaled", len(es))
 	}
 }

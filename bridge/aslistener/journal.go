@@ -28,6 +28,9 @@ const txnIDRetention = 7 * 24 * time.Hour
 // batchSize is how many journaled events the worker reads at a time.
 const batchSize = 64
 
+// maxFresh bounds the events kept in memory for a worker that is behind.
+const maxFresh = 1024
+
 // Options configure a Journal. Only Log is required.
 type Options struct {
 	// Keep says which events are journaled (and so handled); the others are
@@ -75,6 +78,15 @@ type Journal struct {
 	// sees an event before Ahead had its chance.
 	aheadMu sync.Mutex
 	taken   map[int64]bool // by Ahead, not yet deleted by the worker
+
+	// fresh holds what add stored, in order (add appends under aheadMu,
+	// so in commit order), for the worker once it has read the table to
+	// its end: then each stored event reaches it without a read. Past
+	// maxFresh (the worker far behind) fresh is dropped and the worker
+	// reads the table again. Guarded by aheadMu.
+	fresh     []Entry
+	fromFresh bool  // the worker is caught up and takes fresh
+	dropped   int64 // counts the times fresh was dropped
 
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -159,10 +171,6 @@ func (j *Journal) add(ctx context.Context, txnID string, kept []Event) (dup bool
 		// transactions are the bridge's own events coming back.
 		return false, nil
 	}
-	if j.opts.Ahead == nil {
-		_, dup, err = j.store.add(ctx, txnID, kept, time.Now().UnixMilli())
-		return dup, err
-	}
 	j.aheadMu.Lock()
 	defer j.aheadMu.Unlock()
 	seqs, dup, err := j.store.add(ctx, txnID, kept, time.Now().UnixMilli())
@@ -170,11 +178,53 @@ func (j *Journal) add(ctx context.Context, txnID string, kept []Event) (dup bool
 		return dup, err
 	}
 	for i, e := range kept {
-		if j.opts.Ahead(Entry{Seq: seqs[i], TxnID: txnID, Class: e.Class, Raw: e.Raw}) {
+		entry := Entry{Seq: seqs[i], TxnID: txnID, Class: e.Class, Raw: e.Raw}
+		if j.opts.Ahead != nil && j.opts.Ahead(entry) {
 			j.taken[seqs[i]] = true
 		}
+		j.fresh = append(j.fresh, entry)
+	}
+	if len(j.fresh) > maxFresh {
+		j.dropFresh() // the worker reads the table
 	}
 	return false, nil
+}
+
+// nextEntries is the worker's next batch: from fresh once it is caught up,
+// else from the table (and a short batch means it is caught up: fresh then
+// holds everything stored since, minus what that read returned).
+func (j *Journal) nextEntries(ctx context.Context, handled int64) (entries []Entry, fromTable bool, err error) {
+	j.aheadMu.Lock()
+	if j.fromFresh {
+		entries, j.fresh = j.fresh, nil
+		j.aheadMu.Unlock()
+		return entries, false, nil
+	}
+	dropped := j.dropped
+	j.aheadMu.Unlock()
+	entries, err = j.store.next(ctx, batchSize)
+	if err != nil || len(entries) == batchSize {
+		return entries, true, err
+	}
+	last := handled
+	if len(entries) > 0 {
+		last = entries[len(entries)-1].Seq
+	}
+	j.aheadMu.Lock()
+	defer j.aheadMu.Unlock()
+	if j.dropped != dropped {
+		return entries, true, nil // fresh lost events stored since the read
+	}
+	j.fromFresh = true
+	// What the read returned, and what was handled before, is not fresh.
+	keep := j.fresh[:0]
+	for _, e := range j.fresh {
+		if e.Seq > last {
+			keep = append(keep, e)
+		}
+	}
+	j.fresh = keep
+	return entries, true, nil
 }
 
 // wasTaken reports whether Ahead took the event, and forgets it.
@@ -270,9 +320,10 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 		}
 	}()
 	var pruned time.Time
+	var handled int64 // the last seq handled
 	for {
 		j.prune(ctx, &pruned)
-		entries, err := j.store.next(ctx, batchSize)
+		entries, fromTable, err := j.nextEntries(ctx, handled)
 		if err != nil {
 			j.opts.Log.Error("failed to read the transaction journal; retrying", zap.Error(err))
 			if !j.sleep(time.Second) {
@@ -301,19 +352,36 @@ func (j *Journal) run(ctx context.Context, handle func(context.Context, Entry)) 
 			}
 			if err := j.store.done(ctx, e.Seq); err != nil {
 				j.opts.Log.Error("failed to delete a handled event from the journal; it may be handled again", zap.Error(err))
+				j.readTable()
 				if !j.sleep(time.Second) {
 					return
 				}
 				all = false
 				break
 			}
+			handled = e.Seq
 		}
-		// A short batch was all there was: whatever came since has sent a
-		// wake, so there is no need to ask the database again first.
-		if all && len(entries) < batchSize && !j.waitWake() {
+		// A short batch from the table was all there was, and fresh
+		// events each sent a wake: wait for the next one.
+		if all && (!fromTable || len(entries) < batchSize) && !j.waitWake() {
 			return
 		}
 	}
+}
+
+// readTable sends the worker back to the table (after a failed delete, the
+// rest of its batch is read again from there).
+func (j *Journal) readTable() {
+	j.aheadMu.Lock()
+	defer j.aheadMu.Unlock()
+	j.dropFresh()
+}
+
+// dropFresh empties fresh; the worker reads the table until it is caught
+// up again. Caller holds aheadMu.
+func (j *Journal) dropFresh() {
+	j.fresh, j.fromFresh = nil, false
+	j.dropped++
 }
 
 // waitWake waits for a new transaction or Stop; it reports whether to go on.
