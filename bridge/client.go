@@ -128,9 +128,9 @@ func (h *lineHooks) outcome(ctx context.Context, o sms.Outcome) error {
 	if cl == nil {
 		return errors.New("the line has no login yet")
 	}
-	if (o.Kind == sms.OutcomeQueued || o.Kind == sms.OutcomeSent) && strings.HasPrefix(o.MessageID, "$") {
-		// A Matrix message's Queued and Sent outcomes show nowhere but in
-		// the metrics: skip finding its message and room (queries each).
+	if o.Kind == sms.OutcomeSent && strings.HasPrefix(o.MessageID, "$") {
+		// A Matrix message's Sent outcome shows nowhere but in the
+		// metrics: skip finding its message and room (queries each).
 		cl.countOutcome(o)
 		cl.log.Debug("SMS progressed", zap.String("sms_id", o.MessageID), zap.String("outcome", string(o.Kind)), zap.Int("parts", o.Parts))
 		return nil

@@ -155,7 +155,7 @@ func (cl *Client) handleOutcome(ctx context.Context, o sms.Outcome) error {
 		login = other
 	}
 	switch o.Kind {
-	case sms.OutcomeQueued, sms.OutcomeSent:
+	case sms.OutcomeSent:
 		log.Debug("SMS progressed", zap.Int("parts", o.Parts))
 	case sms.OutcomeHeld:
 		cl.conn.notice(ctx, portal, "⏳ Held back: "+o.Reason)
@@ -205,7 +205,7 @@ func (cl *Client) countOutcome(o sms.Outcome) {
 		if took, ok := cl.conn.sending.took(o.MessageID, o.At); ok {
 			cl.conn.metrics.SendLatency("sms", took)
 		}
-	case sms.OutcomeQueued, sms.OutcomeHeld:
+	case sms.OutcomeHeld:
 		return
 	default:
 		cl.conn.sending.forget(o.MessageID)

@@ -210,7 +210,7 @@ func outcomesOf(l *Line) *outcomes {
 }
 
 // send texts to through l's outbox, the real path (Enqueue), and waits for
-// the message's first outcome after Queued that is not Held: Sent, Failed
+// the message's first outcome that is not Held: Sent, Failed
 // or Unknown. It returns the message ID with the outcome.
 func send(t testing.TB, ctx context.Context, l *Line, to, text string) (string, Outcome) {
 	t.Helper()

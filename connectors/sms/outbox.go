@@ -71,6 +71,13 @@ type outbox struct {
 	// found empty. While they are equal the pump need not ask the database:
 	// without it every outcome cost a second, empty query.
 	outcomeGen, drainedAt atomic.Int64
+	// listed is what the last short listing returned (all there was at
+	// outcomeGen listedAt), less what the handler has taken since: when
+	// it is empty and no outcome came since, the table holds none either.
+	listMu   sync.Mutex
+	listed   map[int64]bool
+	listedAt int64
+	listings atomic.Int64 // outcome table reads, for tests
 	// goroutines are the sender, the outcome pump and the re-match
 	// waits; stop ends them.
 	goroutines loop
@@ -94,7 +101,7 @@ func newOutbox(k *link, requestRecovery func(error)) *outbox {
 	}
 	o.outcomeGen.Store(1) // outcomes of a previous run may wait
 	o.outcomes = newMailbox(k, "SMS outcome", k.cfg.OnOutcome, o.pendingOutcomes,
-		func(ctx context.Context, oc Outcome) error { return k.store.markOutcomeHanded(ctx, oc.Seq) },
+		o.markOutcome,
 		func(oc Outcome) string { return fmt.Sprintf("%s outcome of %s", oc.Kind, oc.MessageID) })
 	return o
 }
@@ -168,7 +175,6 @@ func (o *outbox) enqueue(ctx context.Context, msg OutMessage) error {
 	o.enqueued = append(o.enqueued, m)
 	o.mu.Unlock()
 	wake(o.kick)
-	o.wakeOutcomes()
 	return nil
 }
 

@@ -192,14 +192,12 @@ func (s *store) hasOut(ctx context.Context, id string) (bool, error) {
 	return n > 0, err
 }
 
-// enqueue stores a message with its encoded parts and a Queued outcome, in
-// one transaction. It reports false when the ID was already queued.
+// enqueue stores a message with its encoded parts, in one transaction. It
+// returns nil when the ID was already queued.
 func (s *store) enqueue(ctx context.Context, m OutMessage, parts []pdu.Part) (*outMsg, error) {
 	var out *outMsg
-	for _, name := range []string{"outbox", "outcome"} {
-		if err := s.reserve(ctx, name, 1); err != nil {
-			return nil, err
-		}
+	if err := s.reserve(ctx, "outbox", 1); err != nil {
+		return nil, err
 	}
 	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		out = nil
@@ -228,7 +226,7 @@ func (s *store) enqueue(ctx context.Context, m OutMessage, parts []pdu.Part) (*o
 			fresh[i] = outPart{seq: i + 1, pdu: p.Hex, tpduLen: p.TPDULen, state: partPending, mr: -1}
 		}
 		out = &outMsg{id: m.ID, seq: seq, to: m.To, parts: len(parts), fresh: fresh}
-		return s.addOutcome(ctx, Outcome{MessageID: m.ID, Kind: OutcomeQueued, To: m.To, Parts: len(parts), Code: -1})
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store outbound SMS %s: %w", m.ID, err)

@@ -149,15 +149,15 @@ func TestOutboxStatusReports(t *testing.T) {
 		reason   string
 	}{
 		{name: "3 parts delivered", text: longGSM, statuses: []byte{0, 0, 0},
-			want: []OutcomeKind{OutcomeQueued, OutcomeSent, OutcomeDelivered}},
+			want: []OutcomeKind{OutcomeSent, OutcomeDelivered}},
 		{name: "3 parts delivered via CDSI", opts: modemsim.Options{CNMIModes: "(0-3),(0-3),(0),(0,2),(0,1)"}, text: longGSM, statuses: []byte{0, 0, 0},
-			want: []OutcomeKind{OutcomeQueued, OutcomeSent, OutcomeDelivered}},
+			want: []OutcomeKind{OutcomeSent, OutcomeDelivered}},
 		{name: "temporary status waits", text: "hi", statuses: []byte{0x21, 0x00},
-			want: []OutcomeKind{OutcomeQueued, OutcomeSent, OutcomeDelivered}},
+			want: []OutcomeKind{OutcomeSent, OutcomeDelivered}},
 		{name: "permanent failure of one part", text: longGSM, statuses: []byte{0, 0x46, 0},
-			want: []OutcomeKind{OutcomeQueued, OutcomeSent, OutcomeFailed}, reason: "expired"},
+			want: []OutcomeKind{OutcomeSent, OutcomeFailed}, reason: "expired"},
 		{name: "unknown number", text: "hi", statuses: []byte{0x43},
-			want: []OutcomeKind{OutcomeQueued, OutcomeSent, OutcomeFailed}, reason: "cannot be reached"},
+			want: []OutcomeKind{OutcomeSent, OutcomeFailed}, reason: "cannot be reached"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,7 +313,7 @@ func TestOutboxIdempotentAndResume(t *testing.T) {
 	if len(sent) != 2 || sent[0].Text != "one" || sent[1].Text != longGSM {
 		t.Errorf("sim sent %+v", sent)
 	}
-	if kinds := o.out.of("$a"); !slices.Equal(kinds, []OutcomeKind{OutcomeQueued, OutcomeSent}) {
+	if kinds := o.out.of("$a"); !slices.Equal(kinds, []OutcomeKind{OutcomeSent}) {
 		t.Errorf("outcomes of $a: %v", kinds)
 	}
 	if !slices.Contains(o.sim.Commands(), "AT+CMMS=2") {
@@ -343,13 +343,33 @@ func TestOutboxFairTurns(t *testing.T) {
 	}
 }
 
+// TestOutcomesReadOncePerOutcome: a message's Sent outcome is listed from
+// the table once; with everything listed handed and nothing new, the pump
+// does not ask the table again (it used to, once per outcome).
+func TestOutcomesReadOncePerOutcome(t *testing.T) {
+	o := newOutLine(t, modemsim.Options{}, Config{}, false)
+	o.open(t)
+	time.Sleep(200 * time.Millisecond) // the pump's first listing (a previous run's outcomes) is done
+	before := o.line.out.listings.Load()
+	const n = 20
+	for i := range n {
+		id := fmt.Sprint("$r", i)
+		o.enqueue(t, id, bob, "read once")
+		o.out.wait(t, id, OutcomeSent)
+	}
+	time.Sleep(100 * time.Millisecond) // a stray listing would come now
+	if got := o.line.out.listings.Load() - before; got > n+2 {
+		t.Errorf("%d outcome listings for %d sent messages, want about one each", got, n)
+	}
+}
+
 func TestOutboxOutcomeHandlerRetry(t *testing.T) {
 	o := newOutLine(t, modemsim.Options{}, Config{}, false)
 	o.out.fail = 2
 	o.enqueue(t, "$x", bob, "x")
 	o.open(t)
 	o.out.wait(t, "$x", OutcomeSent)
-	if kinds := o.out.of("$x"); !slices.Equal(kinds, []OutcomeKind{OutcomeQueued, OutcomeSent}) {
+	if kinds := o.out.of("$x"); !slices.Equal(kinds, []OutcomeKind{OutcomeSent}) {
 		t.Errorf("outcomes %v, want each once in order", kinds)
 	}
 }

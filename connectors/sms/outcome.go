@@ -8,11 +8,9 @@ import (
 // OutcomeKind says what happened to an outbound message.
 type OutcomeKind string
 
-// Outcome kinds, in the order a message usually goes through them.
+// Outcome kinds, in the order a message usually goes through them. That it
+// is queued has no outcome: Enqueue returning nil says so.
 const (
-	// OutcomeQueued: the message is stored in the line's outbox (Enqueue
-	// returned nil).
-	OutcomeQueued OutcomeKind = "queued"
 	// OutcomeHeld: a pacing cap holds the message back; RetryAt says
 	// when it will go. Reported at most once per message.
 	OutcomeHeld OutcomeKind = "held"
@@ -83,15 +81,47 @@ func (o *outbox) wakeOutcomes() {
 // outcomes, oldest first, read from the database unless it was found empty
 // since the last wakeOutcomes.
 func (o *outbox) pendingOutcomes(ctx context.Context) ([]Outcome, error) {
+	const limit = 100
 	gen := o.outcomeGen.Load()
 	if o.drainedAt.Load() == gen {
 		return nil, nil
 	}
-	out, err := o.store.pendingOutcomes(ctx, 100)
-	if err == nil && len(out) == 0 {
+	o.listMu.Lock()
+	taken := o.listed != nil && len(o.listed) == 0 && o.listedAt == gen
+	o.listMu.Unlock()
+	if taken { // all of the last listing was handed, and nothing came since
+		o.drainedAt.Store(gen)
+		return nil, nil
+	}
+	o.listings.Add(1)
+	out, err := o.store.pendingOutcomes(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
 		o.drainedAt.Store(gen)
 	}
-	return out, err
+	o.listMu.Lock()
+	defer o.listMu.Unlock()
+	o.listed, o.listedAt = nil, 0
+	if len(out) < limit {
+		o.listed, o.listedAt = make(map[int64]bool, len(out)), gen
+		for _, oc := range out {
+			o.listed[oc.Seq] = true
+		}
+	}
+	return out, nil
+}
+
+// markOutcome records an outcome as handed (the mailbox's mark).
+func (o *outbox) markOutcome(ctx context.Context, oc Outcome) error {
+	if err := o.store.markOutcomeHanded(ctx, oc.Seq); err != nil {
+		return err
+	}
+	o.listMu.Lock()
+	delete(o.listed, oc.Seq)
+	o.listMu.Unlock()
+	return nil
 }
 
 // cmsReasons words +CMS ERROR codes for people. They stay here, not in
