@@ -229,6 +229,7 @@ func serve(cfg *config.Config, f flags, zl *zap.Logger) int {
 	met := metrics.New()
 	conn.UseMetrics(met)
 	br := bridgev2.NewBridge("", db, zlog, &cfg.Bridge, mx, conn, commands.NewProcessor)
+	bridge.PaceSyncs(mx, bridge.SyncGap)
 	stop := make(chan int, 1)
 	mx.OnWebsocketReplaced = func() { stop <- exitStart }
 
