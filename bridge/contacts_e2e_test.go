@@ -316,3 +316,45 @@ func TestQuarantineBelongsToOwner(t *testing.T) {
 		t.Errorf("bob's accept let the stranger into alice's rooms (%s, want %s)", room, aliceQ)
 	}
 }
+
+// TestQuarantineManyStrangersAtOnce: SMS from six strangers, stored on the
+// SIM while bubbled was down, are handed on several inbound lanes at once;
+// they all land in one Unknown senders room (none gets its own room, no
+// second gate room), each from its own ghost, readable.
+func TestQuarantineManyStrangersAtOnce(t *testing.T) {
+	e, _ := contactsEnv(t, "  privacy:\n    unknown_senders: quarantine\n")
+	alice := e.newUser("alice")
+	e.login(alice)
+	e.stopBubbled()
+	var strangers []string
+	for i := range 6 {
+		strangers = append(strangers, fmt.Sprintf("+1555000%04d", 4000+i))
+	}
+	for round := range 2 {
+		for _, s := range strangers {
+			if err := e.sim.StoreOnly(s, fmt.Sprintf("stranger %s, text %d", s, round)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.startBubbled()
+	rooms := map[id.RoomID]bool{}
+	for _, s := range strangers {
+		for round := range 2 {
+			want := fmt.Sprintf("stranger %s, text %d", s, round)
+			_, room := alice.waitMessage(90*time.Second, ghostMXID(s), func(b string) bool { return strings.HasSuffix(b, ": "+want) })
+			rooms[room] = true
+		}
+	}
+	if len(rooms) != 1 {
+		t.Fatalf("the strangers' SMS landed in %d rooms, want the one Unknown senders room: %v", len(rooms), rooms)
+	}
+	for room := range rooms {
+		alice.waitRoomName(room, func(n string) bool { return strings.HasPrefix(n, "Unknown senders") }, 30*time.Second)
+	}
+	for _, s := range strangers {
+		if own := alice.roomsWith(ghostMXID(s)); len(own) != 1 {
+			t.Errorf("%s is in %d of alice's rooms, want only Unknown senders", s, len(own))
+		}
+	}
+}
