@@ -109,8 +109,12 @@ const (
 // seqBlockSize is how many values of a counter one database write reserves.
 const seqBlockSize = 256
 
-// seqBlock is the unused rest of a counter's reserved block: next..last.
-type seqBlock struct{ next, last int64 }
+// seqBlock is the unused rest of a counter's reserved block (next..last;
+// empty when next > last) and the highest value the store has handed out.
+type seqBlock struct{ next, last, top int64 }
+
+// left says how many values the block still holds.
+func (b *seqBlock) left() int64 { return b.last - b.next + 1 }
 
 // reserve makes sure n values of the line's counter name are held in
 // memory, reserving a new block in the database (one statement, committed
@@ -119,11 +123,14 @@ type seqBlock struct{ next, last int64 }
 // rollback would give a block back that this store still hands out. The
 // database value only moves forward, so values given up by a crash or a
 // rolled-back caller leave gaps, never repeats, even with two stores of
-// one line.
+// one line. seqMu is never held across the database call: a transaction
+// taking values (nextSeq, under seqMu) may hold the only connection or
+// SQLite's write lock that the call waits for.
 func (s *store) reserve(ctx context.Context, name string, n int) error {
 	s.seqMu.Lock()
-	defer s.seqMu.Unlock()
-	if b := s.seqs[name]; b != nil && b.last-b.next+1 >= int64(n) {
+	enough := s.seqs[name] != nil && s.seqs[name].left() >= int64(n)
+	s.seqMu.Unlock()
+	if enough {
 		return nil
 	}
 	size := int64(max(seqBlockSize, n))
@@ -133,10 +140,22 @@ func (s *store) reserve(ctx context.Context, name string, n int) error {
 	if err != nil {
 		return fmt.Errorf("reserve %s counter values: %w", name, err)
 	}
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
 	if s.seqs == nil {
 		s.seqs = map[string]*seqBlock{}
 	}
-	s.seqs[name] = &seqBlock{next: end - size + 1, last: end}
+	b := s.seqs[name]
+	if b == nil {
+		b = &seqBlock{next: 1} // empty
+		s.seqs[name] = b
+	}
+	if b.left() >= int64(n) {
+		return nil // another reserve came first; this block is a gap
+	}
+	// Values handed out only grow: what the store gave meanwhile (from
+	// the database, in nextSeq) may lie above this block's start.
+	b.next, b.last = max(end-size+1, b.top+1), end
 	return nil
 }
 
@@ -146,9 +165,10 @@ func (s *store) reserve(ctx context.Context, name string, n int) error {
 // concurrent writers on Postgres). Values only grow, with gaps.
 func (s *store) nextSeq(ctx context.Context, name string) (int64, error) {
 	s.seqMu.Lock()
-	if b := s.seqs[name]; b != nil && b.next <= b.last {
+	if b := s.seqs[name]; b != nil && b.left() > 0 {
 		v := b.next
 		b.next++
+		b.top = v
 		s.seqMu.Unlock()
 		return v, nil
 	}
@@ -159,6 +179,18 @@ func (s *store) nextSeq(ctx context.Context, name string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("advance %s counter: %w", name, err)
 	}
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	if s.seqs == nil {
+		s.seqs = map[string]*seqBlock{}
+	}
+	b := s.seqs[name]
+	if b == nil {
+		b = &seqBlock{next: 1}
+		s.seqs[name] = b
+	}
+	b.top = max(b.top, v)
+	b.next = max(b.next, v+1)
 	return v, nil
 }
 

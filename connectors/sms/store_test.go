@@ -323,3 +323,27 @@ func TestCountersNeverRepeat(t *testing.T) {
 		})
 	}
 }
+
+// TestCounterReserveWhileATransactionTakesValues: a reserve waiting for the
+// database (here its only connection, held by a transaction) must not hold
+// the counters' lock that the transaction needs to take its value; it
+// did, and a status report arriving during an enqueue deadlocked the line.
+func TestCounterReserveWhileATransactionTakesValues(t *testing.T) {
+	db := testDB(t) // one connection
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := &store{db: db, line: "l1", now: time.Now}
+	reserved := make(chan error, 1)
+	err := db.DoTxn(ctx, nil, func(txn context.Context) error {
+		go func() { reserved <- s.reserve(ctx, "outcome", 1) }() // outside the transaction
+		time.Sleep(100 * time.Millisecond)                       // the reserve now waits for the connection
+		_, err := s.nextSeq(txn, "outcome")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the transaction taking a value: %v", err)
+	}
+	if err := <-reserved; err != nil {
+		t.Fatalf("the reserve: %v", err)
+	}
+}
