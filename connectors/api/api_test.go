@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,5 +279,32 @@ func TestTokenComparison(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%q -> %q, want %q", tc.header, got, tc.want)
 		}
+	}
+}
+
+// TestOneRecipientInOrder: messages to one recipient, taken in a burst
+// (several in one millisecond), reach the router in the order they were
+// taken, while the dispatcher hands several recipients at once.
+func TestOneRecipientInOrder(t *testing.T) {
+	h := newHarness(t, "", nil)
+	const n = 30
+	recipients := []string{bob, "+15557650000", "+15557650001"}
+	for i := range n {
+		to := recipients[i%len(recipients)]
+		if code, _, out := h.do(t, http.MethodPost, "/api/v1/messages", secretB, map[string]any{"to": to, "text": fmt.Sprint(to, " step ", i)}); code != http.StatusAccepted {
+			t.Fatalf("message %d: %d %v", i, code, out)
+		}
+	}
+	h.start(t)
+	h.sender.waitCounts(t, n, 0)
+	h.sender.mu.Lock()
+	defer h.sender.mu.Unlock()
+	next := map[string]int{}
+	for _, m := range h.sender.sent {
+		i := next[m.To]*len(recipients) + slices.Index(recipients, m.To)
+		if want := fmt.Sprint(m.To, " step ", i); m.Text != want {
+			t.Fatalf("the router got %q, want %q next for %s", m.Text, want, m.To)
+		}
+		next[m.To]++
 	}
 }

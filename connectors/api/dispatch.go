@@ -69,15 +69,30 @@ func (s *Server) routePass(ctx context.Context) time.Duration {
 		}
 		return 5 * time.Second
 	}
+	// One recipient's messages go one after the other, in the order they
+	// were taken (an alert's firing before its resolution); recipients
+	// go Workers at a time.
+	var order []string
+	byTo := map[string][]*Message{}
+	for _, m := range msgs {
+		if _, seen := byTo[m.To]; !seen {
+			order = append(order, m.To)
+		}
+		byTo[m.To] = append(byTo[m.To], m)
+	}
 	sem := make(chan struct{}, s.cfg.Workers)
 	var wg sync.WaitGroup
-	for _, m := range msgs {
+	for _, to := range order {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
+		go func(ms []*Message) {
 			defer func() { <-sem; wg.Done() }()
-			s.route(ctx, m)
-		}()
+			for _, m := range ms {
+				if !s.route(ctx, m) {
+					return // the later ones wait behind it for the next pass
+				}
+			}
+		}(byTo[to])
 	}
 	wg.Wait()
 	if len(msgs) == batch {
@@ -90,8 +105,9 @@ func (s *Server) routePass(ctx context.Context) time.Duration {
 	return max(next.Sub(s.cfg.Clock.Now()), time.Millisecond)
 }
 
-// route hands one message to the router and records what came of it.
-func (s *Server) route(ctx context.Context, m *Message) {
+// route hands one message to the router and records what came of it; it
+// reports whether the router took it.
+func (s *Server) route(ctx context.Context, m *Message) bool {
 	log := s.log.With(zap.String("id", m.ID), zap.String("token", m.Token), zap.String("to", phone.Mask(m.To)))
 	rt, err := s.cfg.Sender.Send(ctx, m)
 	now := s.cfg.Clock.Now()
@@ -100,7 +116,7 @@ func (s *Server) route(ctx context.Context, m *Message) {
 		ctx := context.WithoutCancel(ctx)
 		if err := s.cfg.Store.markRouted(ctx, m.ID, string(rt), now); err != nil {
 			log.Warn("failed to record that an API message was routed; it is handed over again", zap.Error(err))
-			return
+			return false
 		}
 		if rt != fallback.RouteSMS {
 			// SMS reports its own progress (outcomes); other routes are
@@ -108,10 +124,10 @@ func (s *Server) route(ctx context.Context, m *Message) {
 			s.setStatus(ctx, m.ID, StatusSent, "")
 		}
 		log.Debug("routed an API message", zap.String("route", string(rt)))
-		return
+		return true
 	}
 	if ctx.Err() != nil {
-		return
+		return false
 	}
 	class := fallback.Classify(err)
 	if class == fallback.ClassTemporary && now.Sub(m.Created) < s.cfg.GiveUpAfter {
@@ -120,7 +136,7 @@ func (s *Server) route(ctx context.Context, m *Message) {
 		if err := s.cfg.Store.retryRouting(ctx, m.ID, m.attempts+1, now.Add(delay), "waiting: "+err.Error(), now); err != nil {
 			log.Warn("failed to record a routing attempt", zap.Error(err))
 		}
-		return
+		return false
 	}
 	reason := err.Error()
 	if class == fallback.ClassTemporary {
@@ -128,6 +144,7 @@ func (s *Server) route(ctx context.Context, m *Message) {
 	}
 	log.Warn("failed to send an API message", zap.String("reason", reason))
 	s.setStatus(ctx, m.ID, StatusFailed, reason)
+	return true // failed for good: the ones behind it may go
 }
 
 // mirrorPass posts due messages into their Matrix rooms, one at a time in

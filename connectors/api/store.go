@@ -19,6 +19,7 @@ const versionTable = "bubbled_api_version"
 var upgradeTable = dbutil.BuildUpgradeTable().
 	WithRaw(0, 1, 0, "create API message table", dbutil.TxnModeOn, upgradeV1).
 	WithRaw(1, 2, 0, "create outgoing webhook table", dbutil.TxnModeOn, upgradeV2).
+	WithRaw(2, 3, 0, "number API messages in the order they were taken", dbutil.TxnModeOn, upgradeV3).
 	Finish()
 
 // Times are Unix milliseconds. routed says the router has the message (its
@@ -57,6 +58,15 @@ func upgradeV1(ctx context.Context, db *dbutil.Database) error {
 		}
 	}
 	return nil
+}
+
+// upgradeV3 adds seq, the order messages were taken in: two taken in one
+// millisecond (an Alertmanager firing and its resolution, a script's
+// burst) are routed and mirrored in that order, not by their random IDs.
+// Older rows keep 0 and sort by time as before.
+func upgradeV3(ctx context.Context, db *dbutil.Database) error {
+	_, err := db.Exec(ctx, `ALTER TABLE bubbled_api_message ADD COLUMN seq BIGINT NOT NULL DEFAULT 0`)
+	return err
 }
 
 // Upgrade creates or updates the API's table (bubbled_api_message) in db,
@@ -146,6 +156,10 @@ type Store struct {
 	// transactions make all but one wait in SQLite's busy handler, which
 	// sleeps in steps of milliseconds; a mutex hands over in microseconds.
 	putMu sync.Mutex
+	// lastSeq is the newest seq put gave (read from the table once).
+	// Guarded by putMu.
+	lastSeq  int64
+	knowLast bool
 }
 
 // NewStore returns a Store on db (run Upgrade first); it does no I/O.
@@ -206,11 +220,20 @@ func (s *Store) put(ctx context.Context, m *Message, now, dayStart time.Time, ca
 				return errCapReached
 			}
 		}
+		if !s.knowLast {
+			if err := s.db.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM bubbled_api_message`).Scan(&s.lastSeq); err != nil {
+				return err
+			}
+			s.knowLast = true
+		}
 		c := *m
 		c.ID, c.Status, c.Created, c.Updated = newID(), StatusQueued, now, now
-		_, err := s.db.Exec(ctx, `INSERT INTO bubbled_api_message (`+msgColumns+`, next_attempt, mirror_next)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', '', false, false, 0, $9, $9, $9, $9)`,
-			c.ID, c.Token, c.IdempotencyKey, c.To, c.Text, c.Route, c.Line, c.Status, now.UnixMilli())
+		_, err := s.db.Exec(ctx, `INSERT INTO bubbled_api_message (`+msgColumns+`, next_attempt, mirror_next, seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', '', false, false, 0, $9, $9, $9, $9, $10)`,
+			c.ID, c.Token, c.IdempotencyKey, c.To, c.Text, c.Route, c.Line, c.Status, now.UnixMilli(), s.lastSeq+1)
+		if err == nil {
+			s.lastSeq++
+		}
 		stored = &c
 		return err
 	})
@@ -235,7 +258,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Message, error) {
 // dueForRouting returns up to limit messages the router does not have yet
 // whose next attempt is due, oldest first.
 func (s *Store) dueForRouting(ctx context.Context, now time.Time, limit int) ([]*Message, error) {
-	return s.list(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE routed=false AND next_attempt <= $1 ORDER BY created_at, id LIMIT $2`,
+	return s.list(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE routed=false AND next_attempt <= $1 ORDER BY created_at, seq, id LIMIT $2`,
 		now.UnixMilli(), limit)
 }
 
@@ -253,7 +276,7 @@ func (s *Store) nextRouting(ctx context.Context) (time.Time, error) {
 // dueForMirror returns up to limit messages not yet in their Matrix room
 // whose next try is due, oldest first.
 func (s *Store) dueForMirror(ctx context.Context, now time.Time, limit int) ([]*Message, error) {
-	return s.list(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE mirrored=false AND mirror_next <= $1 ORDER BY created_at, id LIMIT $2`,
+	return s.list(ctx, `SELECT `+msgColumns+` FROM bubbled_api_message WHERE mirrored=false AND mirror_next <= $1 ORDER BY created_at, seq, id LIMIT $2`,
 		now.UnixMilli(), limit)
 }
 
