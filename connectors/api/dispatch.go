@@ -69,16 +69,18 @@ func (s *Server) routePass(ctx context.Context) time.Duration {
 		}
 		return 5 * time.Second
 	}
-	// One recipient's messages go one after the other, in the order they
-	// were taken (an alert's firing before its resolution); recipients
+	// One conversation's messages (a recipient, from the line asked for
+	// or the router's choice) go one after the other, in the order they
+	// were taken (an alert's firing before its resolution); conversations
 	// go Workers at a time.
 	var order []string
 	byTo := map[string][]*Message{}
 	for _, m := range msgs {
-		if _, seen := byTo[m.To]; !seen {
-			order = append(order, m.To)
+		key := m.Line + " " + m.To
+		if _, seen := byTo[key]; !seen {
+			order = append(order, key)
 		}
-		byTo[m.To] = append(byTo[m.To], m)
+		byTo[key] = append(byTo[key], m)
 	}
 	sem := make(chan struct{}, s.cfg.Workers)
 	var wg sync.WaitGroup
