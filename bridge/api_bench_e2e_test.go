@@ -145,6 +145,25 @@ func BenchmarkAPIEightLines(b *testing.B) {
 		for i := 2; i < 9; i++ {
 			nums = append(nums, fmt.Sprintf("+1555000300%d", i))
 		}
+		// One message per line first, so that each line's room with the
+		// contact exists: making 8 rooms on Dendrite takes seconds, and
+		// belongs to the first message of a conversation, not to the
+		// lines' throughput.
+		var warm []map[string]string
+		for i, num := range nums {
+			warm = append(warm, map[string]string{"to": contactNumber, "line": num, "text": fmt.Sprintf("line %d warm-up", i)})
+		}
+		if err := postAll(a, warm); err != nil {
+			t.Fatalf("%v; log:\n%s", err, a.tail())
+		}
+		for i, s := range sims {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			_, err := s.WaitSent(ctx, 1)
+			cancel()
+			if err != nil {
+				t.Fatalf("line %d sent no warm-up SMS: %v; log:\n%s", i, err, a.tail())
+			}
+		}
 		for _, s := range sims {
 			s.SetDelay("+CMGS", 2*time.Second)
 		}
