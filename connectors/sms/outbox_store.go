@@ -134,22 +134,13 @@ func (s *store) reserve(ctx context.Context, name string, n int) error {
 		return nil
 	}
 	size := int64(max(seqBlockSize, n))
-	var end int64
-	err := s.db.QueryRow(ctx, `INSERT INTO bubbled_sms_seq (line_id, name, value) VALUES ($1, $2, $3)
-		ON CONFLICT (line_id, name) DO UPDATE SET value=bubbled_sms_seq.value+$3 RETURNING value`, s.line, name, size).Scan(&end)
+	end, err := s.advance(ctx, name, size)
 	if err != nil {
-		return fmt.Errorf("reserve %s counter values: %w", name, err)
+		return err
 	}
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
-	if s.seqs == nil {
-		s.seqs = map[string]*seqBlock{}
-	}
-	b := s.seqs[name]
-	if b == nil {
-		b = &seqBlock{next: 1} // empty
-		s.seqs[name] = b
-	}
+	b := s.blockLocked(name)
 	if b.left() >= int64(n) {
 		return nil // another reserve came first; this block is a gap
 	}
@@ -173,25 +164,42 @@ func (s *store) nextSeq(ctx context.Context, name string) (int64, error) {
 		return v, nil
 	}
 	s.seqMu.Unlock()
-	var v int64
-	err := s.db.QueryRow(ctx, `INSERT INTO bubbled_sms_seq (line_id, name, value) VALUES ($1, $2, 1)
-		ON CONFLICT (line_id, name) DO UPDATE SET value=bubbled_sms_seq.value+1 RETURNING value`, s.line, name).Scan(&v)
+	v, err := s.advance(ctx, name, 1)
 	if err != nil {
-		return 0, fmt.Errorf("advance %s counter: %w", name, err)
+		return 0, err
 	}
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
+	b := s.blockLocked(name)
+	b.top = max(b.top, v)
+	b.next = max(b.next, v+1)
+	return v, nil
+}
+
+// advance moves the line's counter name forward by n in the database and
+// returns its new value (the last of the n).
+func (s *store) advance(ctx context.Context, name string, n int64) (int64, error) {
+	var v int64
+	err := s.db.QueryRow(ctx, `INSERT INTO bubbled_sms_seq (line_id, name, value) VALUES ($1, $2, $3)
+		ON CONFLICT (line_id, name) DO UPDATE SET value=bubbled_sms_seq.value+$3 RETURNING value`, s.line, name, n).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("advance %s counter: %w", name, err)
+	}
+	return v, nil
+}
+
+// blockLocked returns counter name's block, empty when new. Caller holds
+// seqMu.
+func (s *store) blockLocked(name string) *seqBlock {
 	if s.seqs == nil {
 		s.seqs = map[string]*seqBlock{}
 	}
 	b := s.seqs[name]
 	if b == nil {
-		b = &seqBlock{next: 1}
+		b = &seqBlock{next: 1} // empty: next > last
 		s.seqs[name] = b
 	}
-	b.top = max(b.top, v)
-	b.next = max(b.next, v+1)
-	return v, nil
+	return b
 }
 
 // outMsg is a queued outbound message as the sender sees it.
