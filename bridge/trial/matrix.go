@@ -363,9 +363,20 @@ func (u *matrixUser) createManagementRoom(ctx context.Context) (id.RoomID, strin
 // match accepts.
 func (u *matrixUser) command(ctx context.Context, room id.RoomID, cmd string, match func(string) bool) (string, error) {
 	after := u.mark()
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	_, err := u.cli.SendText(rctx, room, cmd)
-	cancel()
+	// A send that times out is sent once more with the same transaction
+	// ID, as Matrix clients do: the homeserver keeps one event per ID, and
+	// Dendrite, just restarted, has been seen to leave a send unanswered.
+	txnID := u.cli.TxnID()
+	var err error
+	for attempt := range 2 {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		_, err = u.cli.SendMessageEvent(rctx, room, event.EventMessage,
+			&event.MessageEventContent{MsgType: event.MsgText, Body: cmd}, mautrix.ReqSendEvent{TransactionID: txnID})
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || attempt == 1 {
+			break
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("send %q to the bridge bot: %w", cmd, err)
 	}
