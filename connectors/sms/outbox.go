@@ -72,8 +72,8 @@ type outbox struct {
 	// without it every outcome cost a second, empty query.
 	outcomeGen, drainedAt atomic.Int64
 	// listed is what the last short listing returned (all there was at
-	// outcomeGen listedAt), less what the handler has taken since: when
-	// it is empty and no outcome came since, the table holds none either.
+	// outcomeGen listedAt), less what the handler has taken since: once it
+	// is empty, the table was drained as of listedAt (drainedAt).
 	listMu   sync.Mutex
 	listed   map[int64]bool
 	listedAt int64

@@ -78,19 +78,13 @@ func (o *outbox) wakeOutcomes() {
 }
 
 // pendingOutcomes is the pump's view of the outcome table: unhanded
-// outcomes, oldest first, read from the database unless it was found empty
-// since the last wakeOutcomes.
+// outcomes, oldest first, read from the database unless it was drained
+// (found empty, or all of a complete listing handed) since the last
+// wakeOutcomes.
 func (o *outbox) pendingOutcomes(ctx context.Context) ([]Outcome, error) {
 	const limit = 100
 	gen := o.outcomeGen.Load()
 	if o.drainedAt.Load() == gen {
-		return nil, nil
-	}
-	o.listMu.Lock()
-	taken := o.listed != nil && len(o.listed) == 0 && o.listedAt == gen
-	o.listMu.Unlock()
-	if taken { // all of the last listing was handed, and nothing came since
-		o.drainedAt.Store(gen)
 		return nil, nil
 	}
 	o.listings.Add(1)
@@ -119,8 +113,13 @@ func (o *outbox) markOutcome(ctx context.Context, oc Outcome) error {
 		return err
 	}
 	o.listMu.Lock()
+	defer o.listMu.Unlock()
 	delete(o.listed, oc.Seq)
-	o.listMu.Unlock()
+	if o.listed != nil && len(o.listed) == 0 {
+		// All of a complete listing is handed: the table was drained as of
+		// then (an outcome since has moved outcomeGen past listedAt).
+		o.drainedAt.Store(max(o.drainedAt.Load(), o.listedAt))
+	}
 	return nil
 }
 
