@@ -49,7 +49,7 @@ func (cl *Client) handleSMS(ctx context.Context, m *sms.Message) error {
 			return err
 		}
 	}
-	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
+	if cl.conn.roomIsNew(ctx, key) {
 		convert = ownerJoinedFirst(cl.conn, convert)
 		// The line's ghost is in every new room, and the line hands senders
 		// concurrently: bridgev2 checks a ghost's profile flags without its

@@ -236,6 +236,14 @@ func ownerJoinedFirst[T any](c *Connector, conv func(context.Context, *bridgev2.
 	}
 }
 
+// roomIsNew reports whether the portal of key has no Matrix room yet (its
+// first message makes it, and so waits in ownerJoinedFirst). A failed
+// lookup counts as not new: the message then does not wait.
+func (c *Connector) roomIsNew(ctx context.Context, key networkid.PortalKey) bool {
+	p, err := c.br.GetExistingPortalByKey(ctx, key)
+	return err == nil && (p == nil || p.MXID == "")
+}
+
 // freshMembership asks the homeserver for peer's membership when the state
 // store still says invited: the join reaches bubbled through the
 // appservice stream, which can lag behind the contact's client, and a

@@ -119,8 +119,8 @@ func (cl *Client) handleMMS(ctx context.Context, d *mms.Delivery) error {
 		}
 	}
 	convert := convertMMS
-	if p, err := cl.conn.br.GetExistingPortalByKey(ctx, key); err == nil && (p == nil || p.MXID == "") {
-		convert = ownerJoinedFirst(cl.conn, convertMMS) // a new room
+	if cl.conn.roomIsNew(ctx, key) {
+		convert = ownerJoinedFirst(cl.conn, convertMMS)
 	}
 	res := cl.login.QueueRemoteEvent(&simplevent.Message[*mms.Delivery]{
 		EventMeta: simplevent.EventMeta{
