@@ -33,17 +33,13 @@ func (c *Config) validateMMS(ch *checker) {
 	if m.BearerCID < 1 || m.BearerCID > 15 {
 		ch.add(at("bearer_cid"), strconv.Itoa(m.BearerCID), "is not a context identifier", "write a cid from 1 to 15 that AT+CGDCONT=? allows and no other program uses, e.g. 1")
 	}
-	if strings.ContainsAny(m.APN, "\",\r\n") {
-		ch.add(at("apn"), q(m.APN), "has a quote, comma or line break", "write the APN as the carrier gives it, e.g. mms.example.com")
-	}
+	checkAPN(ch, at("apn"), m.APN)
 	for i, md := range c.Network.Modems {
 		base := "modems[" + strconv.Itoa(i) + "]"
 		checkMMSC(ch, []string{"network", base, "mms_mmsc"}, md.MMSMMSC)
 		checkProxy(ch, []string{"network", base, "mms_proxy"}, md.MMSProxy)
 		checkInterface(ch, []string{"network", base, "mms_interface"}, md.MMSInterface)
-		if strings.ContainsAny(md.MMSAPN, "\",\r\n") {
-			ch.add([]string{"network", base, "mms_apn"}, q(md.MMSAPN), "has a quote, comma or line break", "write the APN as the carrier gives it, e.g. mms.example.com")
-		}
+		checkAPN(ch, []string{"network", base, "mms_apn"}, md.MMSAPN)
 		if strings.ContainsAny(md.MMSUserAgent, "\r\n") {
 			ch.add([]string{"network", base, "mms_user_agent"}, q(md.MMSUserAgent), "has a line break", "write the user agent on one line")
 		}
@@ -59,6 +55,13 @@ func everyModemHasAPN(modems []Modem) bool {
 		}
 	}
 	return len(modems) > 0
+}
+
+// checkAPN refuses what cannot go into AT+CGDCONT's quoted APN.
+func checkAPN(ch *checker, key []string, v string) {
+	if strings.ContainsAny(v, "\",\r\n") {
+		ch.add(key, q(v), "has a quote, comma or line break", "write the APN as the carrier gives it, e.g. mms.example.com")
+	}
 }
 
 func checkMMSC(ch *checker, key []string, v string) {
